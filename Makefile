@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test ui screenshot bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: the local CPU build, never the CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lrl demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+ui: $(STAMP)
+	$(BIN)/lrl ui
+
+screenshot: $(STAMP)
+	$(BIN)/python docs/screenshot.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/paper_table1.py
+	$(BIN)/python benchmarks/semi_synthetic.py
+
+clean:
+	rm -rf $(VENV) data artifacts dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules
