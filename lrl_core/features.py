@@ -1,0 +1,179 @@
+"""Feature preparation: median imputation with missing indicators, standardisation, clipping."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lrl_core.data import column_as_float
+
+_CHUNK_ROWS = 65_536  # bounds the float64 temporaries of transform on millions of rows
+
+
+class FeatureTransform:
+    """Impute, standardise and clip raw features; add a 0/1 indicator per feature that had gaps.
+
+    ``transform`` returns ``[z_1 .. z_m, i_1 .. i_k]``: the ``m`` features
+    after median imputation and ``(x - mean) / std``, then the ``k``
+    indicators of the features that had any missing value in the fitted
+    data. A constant column gets scale 1; a column that was all missing is
+    imputed with 0.
+
+    Parameters
+    ----------
+    clip : standardised values are clipped to ``[-clip, clip]``.
+    """
+
+    def __init__(self, clip: float = 10.0):
+        self.clip = clip
+
+    def fit(self, features: np.ndarray, feature_names: list[str]) -> "FeatureTransform":
+        """Learn medians, means, scales and which features get an indicator.
+
+        Parameters
+        ----------
+        features : (n, m) float, NaN = missing.
+        feature_names : (m,) names of the columns.
+        """
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != len(feature_names):
+            raise ValueError(f"features must be (n, {len(feature_names)}), got {features.shape}")
+        if len(set(feature_names)) != len(feature_names):
+            raise ValueError("feature_names must be distinct")
+        m = features.shape[1]
+        self.feature_names_ = [str(name) for name in feature_names]
+        self.median_ = np.zeros(m)
+        self.mean_ = np.zeros(m)
+        self.scale_ = np.ones(m)
+        self.has_missing_ = np.zeros(m, dtype=bool)
+        # Column by column: nanmedian of a whole (n, m) matrix copies it, which
+        # at millions of rows is gigabytes.
+        for j in range(m):
+            column = features[:, j]
+            if np.isinf(column).any():
+                raise ValueError(f"feature {self.feature_names_[j]!r} has infinite values")
+            observed = column[~np.isnan(column)]
+            self.has_missing_[j] = len(observed) < len(column)
+            if len(observed):
+                self.median_[j] = np.median(observed)
+                self.mean_[j] = observed.mean()
+                std = observed.std()
+                # Relative threshold: a constant column's std is rounding noise, not 0.
+                if std > 1e-12 * max(1.0, abs(self.mean_[j])):
+                    self.scale_[j] = std
+        return self
+
+    @property
+    def output_names_(self) -> list[str]:
+        """(m + k,) names of the prepared columns; indicators are ``<feature>__missing``."""
+        return self.feature_names_ + [
+            f"{name}__missing" for name, gap in zip(self.feature_names_, self.has_missing_) if gap]
+
+    @property
+    def n_features_in_(self) -> int:
+        return len(self.feature_names_)
+
+    @property
+    def n_features_out_(self) -> int:
+        return len(self.output_names_)
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Prepared features.
+
+        Parameters
+        ----------
+        features : (n, m) float in the fitted column order, NaN = missing.
+
+        Returns
+        -------
+        (n, m + k) float32, C-contiguous.
+        """
+        self._check_fitted()
+        features = np.asarray(features, dtype=np.float64)
+        m = self.n_features_in_
+        if features.ndim != 2 or features.shape[1] != m:
+            raise ValueError(f"features must be (n, {m}), got {features.shape}")
+        indicators = np.flatnonzero(self.has_missing_)
+        out = np.empty((features.shape[0], self.n_features_out_), dtype=np.float32)
+        for start in range(0, features.shape[0], _CHUNK_ROWS):
+            chunk = features[start:start + _CHUNK_ROWS]
+            infinite = np.isinf(chunk).any(axis=0)
+            if infinite.any():
+                names = [self.feature_names_[j] for j in np.flatnonzero(infinite)]
+                raise ValueError(f"infinite values in features {names}")
+            missing = np.isnan(chunk)
+            z = (np.where(missing, self.median_, chunk) - self.mean_) / self.scale_
+            # Production features are heavy-tailed: one value at 1e4 standard
+            # deviations dominates the first layer of an MLP and its gradients,
+            # so standardised values are bounded.
+            np.clip(z, -self.clip, self.clip, out=z)
+            out[start:start + len(chunk), :m] = z
+            out[start:start + len(chunk), m:] = missing[:, indicators]
+        return out
+
+    def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Prepared features of a DataFrame with ``unit_id`` and the fitted feature columns.
+
+        Columns may come in any order. Feature NULLs are imputed like NaN.
+
+        Returns
+        -------
+        (len(frame), m + k) float32, rows in ``frame`` order.
+
+        Raises
+        ------
+        ValueError
+            Naming every missing and every unexpected column, every
+            non-numeric column, or the columns and units with non-finite values.
+        """
+        self._check_fitted()
+        if "unit_id" not in frame.columns:
+            raise ValueError("the frame has no 'unit_id' column")
+        columns = [c for c in frame.columns if c != "unit_id"]
+        missing = [name for name in self.feature_names_ if name not in columns]
+        unexpected = [str(c) for c in columns if c not in self.feature_names_]
+        if missing or unexpected:
+            raise ValueError(
+                f"feature columns do not match the fitted model: missing {missing}, unexpected {unexpected}")
+        non_numeric = [f"{name!r} ({frame[name].dtype})" for name in self.feature_names_
+                       if not pd.api.types.is_numeric_dtype(frame[name].dtype)]
+        if non_numeric:
+            raise ValueError(f"non-numeric feature columns: {', '.join(non_numeric)}")
+
+        features = np.empty((len(frame), self.n_features_in_), dtype=np.float64)
+        problems = []
+        for j, name in enumerate(self.feature_names_):
+            features[:, j], nonfinite = column_as_float(frame[name])
+            if nonfinite.any():
+                units = frame["unit_id"].to_numpy()[nonfinite]
+                shown = ", ".join(map(str, units[:5])) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
+                problems.append(f"{name!r} (unit_id {shown})")
+        if problems:
+            raise ValueError(f"non-finite feature values in {'; '.join(problems)}")
+        return self.transform(features)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form; :meth:`from_dict` restores it exactly."""
+        self._check_fitted()
+        return {
+            "clip": float(self.clip),
+            "feature_names": list(self.feature_names_),
+            "median": self.median_.tolist(),
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+            "has_missing": self.has_missing_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FeatureTransform":
+        """Inverse of :meth:`to_dict`."""
+        transform = cls(clip=values["clip"])
+        transform.feature_names_ = list(values["feature_names"])
+        transform.median_ = np.asarray(values["median"], dtype=np.float64)
+        transform.mean_ = np.asarray(values["mean"], dtype=np.float64)
+        transform.scale_ = np.asarray(values["scale"], dtype=np.float64)
+        transform.has_missing_ = np.asarray(values["has_missing"], dtype=bool)
+        return transform
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "feature_names_"):
+            raise RuntimeError("FeatureTransform is not fitted; call fit first")

@@ -1,0 +1,114 @@
+"""FeatureTransform: imputation with indicators, scaling, clipping, frame checks, JSON round trip."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lrl_core.features import FeatureTransform
+
+NAMES = ["a", "b", "c", "d"]
+
+
+def training_features(n: int = 500, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    features = np.column_stack([
+        rng.normal(5.0, 2.0, n),          # a: complete
+        rng.exponential(1.0, n),          # b: gaps
+        np.full(n, 7.0),                  # c: constant
+        rng.normal(0.0, 1.0, n),          # d: complete
+    ])
+    features[rng.random(n) < 0.2, 1] = np.nan
+    return features
+
+
+def test_imputes_with_indicators_and_standardises():
+    x = training_features()
+    transform = FeatureTransform().fit(x, NAMES)
+    out = transform.transform(x)
+
+    assert out.dtype == np.float32 and out.shape == (len(x), 5) and out.flags.c_contiguous
+    assert transform.output_names_ == ["a", "b", "c", "d", "b__missing"]
+    gaps = np.isnan(x[:, 1])
+    np.testing.assert_array_equal(out[:, 4], gaps.astype(np.float32))
+    # A gap becomes the standardised median of the observed values.
+    observed = x[~gaps, 1]
+    expected = (np.median(observed) - observed.mean()) / observed.std()
+    np.testing.assert_allclose(out[gaps, 1], expected, rtol=1e-6)
+    np.testing.assert_allclose(out[~gaps, 1].mean(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out[:, [0, 3]].mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out[:, [0, 3]].std(axis=0), 1.0, rtol=1e-4)
+    np.testing.assert_array_equal(out[:, 2], 0.0)  # constant column: centred, scale 1
+    assert transform.scale_[2] == 1.0
+
+
+def test_gap_in_a_column_without_indicator_is_imputed():
+    x = training_features()
+    transform = FeatureTransform().fit(x, NAMES)
+    new = x[:3].copy()
+    new[0, 0] = np.nan
+    out = transform.transform(new)
+    assert out.shape == (3, 5) and np.isfinite(out).all()
+    np.testing.assert_allclose(out[0, 0], (transform.median_[0] - transform.mean_[0]) / transform.scale_[0],
+                               rtol=1e-6)
+
+
+def test_extreme_values_are_clipped():
+    x = training_features()
+    transform = FeatureTransform(clip=3.0).fit(x, NAMES)
+    new = x[:2].copy()
+    new[0, 0], new[1, 3] = 1e12, -1e12
+    out = transform.transform(new)
+    assert out[0, 0] == 3.0 and out[1, 3] == -3.0
+    assert np.abs(FeatureTransform().fit(x, NAMES).transform(new)[:, [0, 3]]).max() == 10.0
+    with pytest.raises(ValueError, match="infinite values in features \\['d'\\]"):
+        transform.transform(np.where(np.arange(4) == 3, np.inf, x[:1]))
+
+
+def test_round_trip_through_json_is_exact():
+    x = training_features()
+    transform = FeatureTransform(clip=4.5).fit(x, NAMES)
+    restored = FeatureTransform.from_dict(json.loads(json.dumps(transform.to_dict())))
+    assert restored.clip == 4.5 and restored.output_names_ == transform.output_names_
+    new = training_features(n=300, seed=1) * 1.7
+    np.testing.assert_array_equal(restored.transform(new), transform.transform(new))
+    for name in ("median_", "mean_", "scale_"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(transform, name))
+
+
+def test_transform_frame_reorders_and_imputes_nulls():
+    x = training_features()
+    transform = FeatureTransform().fit(x, NAMES)
+    frame = pd.DataFrame(x[:10], columns=NAMES)
+    frame["b"] = pd.array(np.where(np.isnan(x[:10, 1]), None, x[:10, 1]), dtype="Float64")
+    frame.insert(2, "unit_id", np.arange(10))
+    shuffled = frame[["d", "unit_id", "b", "a", "c"]]
+    np.testing.assert_array_equal(transform.transform_frame(shuffled), transform.transform(x[:10]))
+
+
+def test_transform_frame_names_every_bad_column():
+    transform = FeatureTransform().fit(training_features(), NAMES)
+    frame = pd.DataFrame({"unit_id": [1, 2], "a": 1.0, "c": 1.0, "extra": 1.0, "d": 1.0, "other": 0.0})
+    with pytest.raises(ValueError) as error:
+        transform.transform_frame(frame)
+    assert "missing ['b']" in str(error.value) and "unexpected ['extra', 'other']" in str(error.value)
+
+    good = pd.DataFrame({"unit_id": ["u1", "u2", "u3"], "a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0})
+    with pytest.raises(ValueError, match="non-finite feature values in 'a' \\(unit_id u2\\); 'd' \\(unit_id u1, u3\\)"):
+        transform.transform_frame(good.assign(a=[0.0, np.inf, 0.0], d=[-np.inf, 0.0, np.inf]))
+    with pytest.raises(ValueError, match="non-numeric feature columns: 'c'"):
+        transform.transform_frame(good.assign(c="x"))
+    with pytest.raises(ValueError, match="unit_id"):
+        transform.transform_frame(good.drop(columns="unit_id"))
+
+
+def test_unfitted_and_shape_errors():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        FeatureTransform().transform(np.zeros((2, 4)))
+    transform = FeatureTransform().fit(training_features(), NAMES)
+    with pytest.raises(ValueError, match=r"\(n, 4\)"):
+        transform.transform(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="distinct"):
+        FeatureTransform().fit(np.zeros((2, 2)), ["a", "a"])
