@@ -22,8 +22,15 @@ class LRLConfig:
     hidden: int = 64
     """Width of the hidden layer of the MLP extractor."""
     lr: float = 3e-3
-    weight_decay: float = 1e-5
+    """Adam's learning rate."""
+    weight_decay: float = 100.0
+    """L2 penalty ``lambda`` of the summed objective ``sum (y - y_hat)^2 + lambda ||theta||^2``
+    over observed standardised outcomes: a fixed prior, so its weight relative to
+    the data falls as rows are added. 100 was the best or near-best of
+    0 / 10 / 30 / 100 / 300 / 1000 on planted problems from 4,000 to 530,000
+    rows with 142 features; 30 was better with 16 features and 4,000 rows."""
     batch_size: int = 8192
+    """Largest minibatch; small data sets get smaller ones (see ``min_steps_per_epoch``)."""
     max_epochs: int = 300
     patience: int = 20
     """Epochs without validation improvement before training stops; the best epoch is restored."""

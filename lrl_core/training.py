@@ -1,0 +1,434 @@
+"""``LRLearner``: the sklearn-shaped LR-learner estimator and its training loop.
+
+The shape is shared with the T-learner baselines (docs/ARCHITECTURE.md)::
+
+    model = LRLearner(LRLConfig()).fit(X, units, arms, Y, n_arms=G)
+    model.predict_outcomes(X, arms)            # (n, len(arms), J), original units
+    model.predict_cate(X, arms, controls)      # (n, len(arms), J)
+    model.transform(X)                         # (n, d): the extractor v(.)
+
+Training minimises the masked squared error of the standardised metrics plus
+an L2 penalty (see :meth:`LRLearner._optimizer`) with Adam on minibatches and
+stops early on validation rows, restoring the best epoch. The data go to the device once: the training rows are gathered into a
+row-ordered feature matrix in one seeded shuffle, cut into fixed batches, and
+every epoch visits the batches in a fresh seeded order. A step therefore only
+slices tensors that are already in place; per-step gathers of 142 floats per
+row cost about half of the extractor's forward and backward pass on a CPU.
+Shuffling once and reordering batches converges like full reshuffling
+(Mishchenko et al. 2020, "Random Reshuffling: Simple Analysis with Vast
+Improvements"). The price is memory: one float32 copy of the features per
+exposure row.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import LRLConfig
+from .model import LowRankNet, arm_pages
+
+__all__ = ["LRLearner", "resolve_device"]
+
+PREDICT_CHUNK = 65536
+"""Units per forward pass when predicting; bounds memory, not results."""
+
+SMALL_STEP_MACS = 32_000_000
+"""Below this many multiply-adds per forward pass of the extractor, a CPU
+training step runs on one thread: such steps take microseconds, and waking
+OpenMP workers costs more than it saves (on a busy machine, 50 times more)."""
+
+
+def resolve_device(requested: str | None = None) -> torch.device:
+    """The training device: ``requested``, else ``$LRL_DEVICE``, else CUDA when available, else CPU."""
+    name = requested or os.environ.get("LRL_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@contextmanager
+def _intra_op_threads(n: int | None) -> Iterator[None]:
+    """Temporarily cap torch's intra-op threads at ``n`` (``None``: leave them), restoring on exit."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class _Batches:
+    """Rows on the device in batch order, cut into fixed batches with their arm-page layout."""
+
+    x: torch.Tensor  # (r, p) float32 features of each row
+    y: torch.Tensor  # (r, J) standardised outcomes, 0 where unobserved
+    mask: torch.Tensor  # (r, J) 1.0 where observed
+    slots: torch.Tensor  # (r,) position of each row in its batch's page grid
+    page_arms: torch.Tensor  # (n_batches, max_pages)
+    page_rows: int
+    bounds: list[tuple[int, int]]
+    observed: list[float]  # observed entries per batch: the loss denominator
+    n_observed: float
+
+
+def _as_rows(units, arms, Y, n_units: int, n_arms: int, n_metrics: int):
+    """Validate one set of exposure rows; returns int64 units and arms, float64 ``Y``."""
+    units = np.asarray(units, dtype=np.int64)
+    arms = np.asarray(arms, dtype=np.int64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim != 2 or Y.shape[1] != n_metrics:
+        raise ValueError(f"Y must be (r, {n_metrics}); got shape {Y.shape}")
+    if units.shape != (Y.shape[0],) or arms.shape != (Y.shape[0],):
+        raise ValueError(f"units {units.shape} and arms {arms.shape} must be ({Y.shape[0]},)")
+    if units.size and (units.min() < 0 or units.max() >= n_units):
+        raise ValueError(f"units must index rows of X, i.e. lie in [0, {n_units})")
+    if arms.size and (arms.min() < 0 or arms.max() >= n_arms):
+        raise ValueError(f"arms must lie in [0, {n_arms})")
+    return units, arms, Y
+
+
+def _holdout_units(units: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean row mask of a random ``fraction`` of the distinct units (at least one, never all)."""
+    distinct = np.unique(units)
+    if fraction <= 0 or distinct.size < 2:
+        return np.zeros(units.shape, dtype=bool)
+    n_val = min(max(int(round(fraction * distinct.size)), 1), distinct.size - 1)
+    return np.isin(units, rng.choice(distinct, size=n_val, replace=False))
+
+
+class LRLearner:
+    """The LR-learner: one low-rank model of every arm's outcomes on every metric.
+
+    ``y_hat(x, g, j) = y_mean_j + y_scale_j * v(x)' A_j e_g``; see
+    :class:`lrl_core.model.LowRankNet` and :class:`lrl_core.config.LRLConfig`.
+
+    Fitted attributes: ``model_`` (on ``device_``), ``n_features_in_``,
+    ``n_arms_``, ``n_metrics_``, ``metric_names_``, ``y_mean_`` and ``y_scale_``
+    ``(J,)``, ``history_`` (one dict per epoch: ``epoch``, ``train_loss``,
+    ``val_loss``, ``seconds`` of that epoch), ``best_epoch_``, ``n_epochs_``,
+    ``fit_seconds_``. Losses are mean squared errors of standardised metrics.
+
+    Predictions are float64 numpy arrays (the network computes in float32).
+    """
+
+    def __init__(self, config: LRLConfig = LRLConfig()) -> None:
+        self.config = config
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        X: np.ndarray,
+        units: np.ndarray,
+        arms: np.ndarray,
+        Y: np.ndarray,
+        n_arms: int | None = None,
+        validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        metric_names: list[str] | None = None,
+        callback: Callable[[dict], None] | None = None,
+    ) -> "LRLearner":
+        """Train on exposure rows.
+
+        Parameters
+        ----------
+        X: ``(n, p)`` prepared unit features (float32 C-order avoids a copy).
+        units, arms: ``(r,)`` int64: the unit (row of ``X``) and global arm of each exposure row.
+        Y: ``(r, J)``, NaN where a metric is unobserved.
+        n_arms: ``G``; default ``max(arms) + 1`` over training and validation rows.
+        validation: ``(units_val, arms_val, Y_val)`` rows of the same ``X`` for early
+            stopping; default: a seeded ``config.val_fraction`` of the units of the
+            training rows is held out (all their rows).
+        metric_names: ``J`` names, kept as ``metric_names_``; default ``m0, m1, ...``.
+        callback: called with each epoch's history record, e.g. to log progress.
+        """
+        cfg = self.config
+        started = time.perf_counter()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError(f"X must be (n, p); got shape {X.shape}")
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim != 2:
+            raise ValueError(f"Y must be (r, J); got shape {Y.shape}")
+        n_metrics = Y.shape[1]
+        if n_arms is None:
+            seen = [arms] if validation is None else [arms, validation[1]]
+            n_arms = max(int(np.max(a, initial=-1)) for a in seen) + 1
+        units, arms, Y = _as_rows(units, arms, Y, X.shape[0], n_arms, n_metrics)
+        rng = np.random.default_rng(cfg.seed)
+        if validation is None:
+            is_val = _holdout_units(units, cfg.val_fraction, rng)
+            val_rows = (units[is_val], arms[is_val], Y[is_val])
+            units, arms, Y = units[~is_val], arms[~is_val], Y[~is_val]
+        else:
+            val_rows = _as_rows(*validation, X.shape[0], n_arms, n_metrics)
+
+        # Rows with nothing observed carry no information: leave them out.
+        keep = np.isfinite(Y).any(axis=1)
+        units, arms, Y = units[keep], arms[keep], Y[keep]
+        if not units.size:
+            raise ValueError("no observed outcome in the training rows")
+        self.y_mean_, self.y_scale_ = _standardisation(Y)
+        self.n_features_in_, self.n_arms_, self.n_metrics_ = X.shape[1], n_arms, n_metrics
+        self.metric_names_ = _metric_names(metric_names, n_metrics)
+        self.device_ = resolve_device(cfg.device)
+
+        batch_size = max(1, min(cfg.batch_size, math.ceil(units.size / cfg.min_steps_per_epoch)))
+        train = self._batches(X, units, arms, Y, rng.permutation(units.size), batch_size)
+        v_units, v_arms, v_Y = val_rows
+        v_keep = np.isfinite(v_Y).any(axis=1)
+        val = None
+        if v_keep.any():
+            order = np.arange(int(v_keep.sum()))
+            val = self._batches(X, v_units[v_keep], v_arms[v_keep], v_Y[v_keep], order, cfg.batch_size)
+
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self.model_ = LowRankNet(
+            X.shape[1], n_arms, n_metrics, cfg.d, cfg.extractor, cfg.hidden, generator=generator
+        ).to(self.device_)
+        width = cfg.hidden * (X.shape[1] + cfg.d) if cfg.extractor == "mlp" else X.shape[1] * cfg.d
+        small = self.device_.type == "cpu" and batch_size * width < SMALL_STEP_MACS
+        with _intra_op_threads(1 if small else None):
+            self._train(train, val, rng, callback)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _batches(self, X, units, arms, Y, order, batch_size) -> _Batches:
+        """Gather the rows in ``order``, standardise, lay out pages and move to the device once."""
+        pages = arm_pages(arms[order], batch_size, self.n_arms_)
+        rows = order[pages.order]
+        observed = np.isfinite(Y[rows])
+        y = np.where(observed, (Y[rows] - self.y_mean_) / self.y_scale_, 0.0)
+        bounds = [(s, min(s + batch_size, rows.size)) for s in range(0, rows.size, batch_size)]
+        per_row = observed.sum(axis=1)
+        dev = self.device_
+        return _Batches(
+            x=torch.from_numpy(X[units[rows]]).to(dev),
+            y=torch.from_numpy(y.astype(np.float32)).to(dev),
+            mask=torch.from_numpy(observed.astype(np.float32)).to(dev),
+            slots=torch.from_numpy(pages.slots).to(dev),
+            page_arms=torch.from_numpy(pages.page_arms).to(dev),
+            page_rows=pages.page_rows,
+            bounds=bounds,
+            observed=[float(per_row[s:e].sum()) for s, e in bounds],
+            n_observed=float(per_row.sum()),
+        )
+
+    def _squared_error(self, data: _Batches, b: int) -> torch.Tensor:
+        """Summed squared error of batch ``b`` over its observed entries (a 0-d tensor)."""
+        s, e = data.bounds[b]
+        v = self.model_.embed(data.x[s:e])
+        pred = self.model_.paged_outcomes(v, data.slots[s:e], data.page_arms[b], data.page_rows)
+        return (data.mask[s:e] * (pred - data.y[s:e]).square()).sum()
+
+    def _train(self, train: _Batches, val: _Batches | None, rng, callback) -> None:
+        cfg = self.config
+        model = self.model_
+        optimizer = self._optimizer(train.n_observed)
+        self.history_: list[dict] = []
+        best_loss, best_state, stale = math.inf, None, 0
+        bar = tqdm(
+            total=cfg.max_epochs, desc="LR-learner", unit="epoch", file=sys.stderr,
+            disable=not cfg.progress, mininterval=1.0, delay=2.0, leave=False,
+        )
+        try:
+            for epoch in range(1, cfg.max_epochs + 1):
+                started = time.perf_counter()
+                total = torch.zeros((), device=self.device_)
+                for b in rng.permutation(len(train.bounds)):
+                    squared = self._squared_error(train, b)
+                    optimizer.zero_grad(set_to_none=True)
+                    (squared / train.observed[b]).backward()
+                    optimizer.step()
+                    total += squared.detach()
+                # One host synchronisation per epoch, never per step.
+                train_loss = total.item() / train.n_observed
+                val_loss = self._evaluate(val) if val is not None else train_loss
+                record = {
+                    "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                    "seconds": time.perf_counter() - started,
+                }
+                self.history_.append(record)
+                if callback is not None:
+                    callback(record)
+                bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
+                bar.update(1)
+                # A relative tolerance keeps float noise from resetting the patience.
+                if val_loss < best_loss * (1 - 1e-4) or best_state is None:
+                    best_loss, stale, self.best_epoch_ = val_loss, 0, epoch
+                    best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= cfg.patience:
+                        break
+        finally:
+            bar.close()
+        model.load_state_dict(best_state)
+        self.n_epochs_ = len(self.history_)
+
+    def _optimizer(self, n_observed: float) -> torch.optim.Optimizer:
+        """Adam on ``mean squared error + (weight_decay / n_observed) * ||theta||^2``.
+
+        That is the summed objective ``sum (y - y_hat)^2 + weight_decay ||theta||^2``
+        (a fixed Gaussian prior) divided by the number of observed entries, so
+        the penalty fades as data grow, as a prior should. AdamW's decoupled
+        decay was rejected: it shrinks by ``lr * wd`` per *step*, so its pull
+        grows with the steps per epoch, i.e. with the data; measured on
+        planted problems, the AdamW decay that helped at 4,000 rows cost 70%
+        more PEHE at 530,000 rows than no decay at all.
+        """
+        cfg = self.config
+        return torch.optim.Adam(
+            self.model_.parameters(), lr=cfg.lr, weight_decay=2 * cfg.weight_decay / n_observed,
+            fused=self.device_.type == "cuda",
+        )
+
+    @torch.no_grad()
+    def _evaluate(self, data: _Batches) -> float:
+        total = torch.zeros((), device=self.device_)
+        for b in range(len(data.bounds)):
+            total += self._squared_error(data, b)
+        return total.item() / data.n_observed
+
+    # ------------------------------------------------------------ predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("LRLearner is not fitted: call fit() or from_state() first")
+
+    def _arm_index(self, arms) -> torch.Tensor:
+        arms = np.atleast_1d(np.asarray(arms, dtype=np.int64))
+        if arms.ndim != 1 or (arms.size and (arms.min() < 0 or arms.max() >= self.n_arms_)):
+            raise ValueError(f"arms must be a 1-D array of indices in [0, {self.n_arms_})")
+        return torch.from_numpy(arms).to(self.device_)
+
+    @torch.no_grad()
+    def _map_units(self, X, weights: torch.Tensor | None) -> np.ndarray:
+        """``v(X)`` (weights None) or ``v(X) @ weights'`` in chunks of units, as float64."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be (n, {self.n_features_in_}); got shape {X.shape}")
+        width = self.model_.d if weights is None else weights.shape[0]
+        out = np.empty((X.shape[0], width), dtype=np.float64)
+        for s in range(0, X.shape[0], PREDICT_CHUNK):
+            v = self.model_.embed(torch.from_numpy(X[s : s + PREDICT_CHUNK]).to(self.device_))
+            out[s : s + PREDICT_CHUNK] = (v if weights is None else v @ weights.T).cpu().numpy()
+        return out
+
+    def predict_outcomes(self, X: np.ndarray, arms) -> np.ndarray:
+        """Predicted outcome of every unit under each arm: ``(n, len(arms), J)``, original units."""
+        self._check_fitted()
+        arms = self._arm_index(arms)
+        weights = self.model_.arm_weights().detach()[arms]  # (L, J, d)
+        out = self._map_units(X, weights.reshape(-1, weights.shape[-1]))
+        return out.reshape(-1, arms.shape[0], self.n_metrics_) * self.y_scale_ + self.y_mean_
+
+    def predict_cate(self, X: np.ndarray, arms, controls) -> np.ndarray:
+        """``outcome(arm) - outcome(control)`` per unit: ``(n, len(arms), J)``, original units."""
+        self._check_fitted()
+        arms, controls = self._arm_index(arms), self._arm_index(controls)
+        if arms.shape != controls.shape:
+            raise ValueError("arms and controls must have the same length")
+        w = self.model_.arm_weights().detach()
+        weights = w[arms] - w[controls]
+        out = self._map_units(X, weights.reshape(-1, weights.shape[-1]))
+        return out.reshape(-1, arms.shape[0], self.n_metrics_) * self.y_scale_
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """The extractor alone: ``v(X)``, ``(n, d)`` float64."""
+        self._check_fitted()
+        return self._map_units(X, None)
+
+    # ------------------------------------------------------- introspection
+    @property
+    def metric_operators_(self) -> np.ndarray:
+        """``A (J, d, d)``, acting on standardised metrics."""
+        self._check_fitted()
+        return self.model_.metric_operators.detach().cpu().numpy().astype(np.float64)
+
+    @property
+    def arm_embeddings_(self) -> np.ndarray:
+        """``E (G, d)``."""
+        self._check_fitted()
+        return self.model_.arm_embeddings.detach().cpu().numpy().astype(np.float64)
+
+    def effect_embeddings(self, arms, controls) -> np.ndarray:
+        """``e_arm - e_control`` for each pair: ``(len(arms), d)``."""
+        E = self.arm_embeddings_
+        return E[self._arm_index(arms).cpu().numpy()] - E[self._arm_index(controls).cpu().numpy()]
+
+    # -------------------------------------------------------------- state
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Tensors (CPU, contiguous; safetensors-ready) and plain-JSON metadata of the fitted learner."""
+        self._check_fitted()
+        tensors = {f"model.{k}": t.detach().cpu().contiguous() for k, t in self.model_.state_dict().items()}
+        tensors["y_mean"] = torch.from_numpy(np.asarray(self.y_mean_, dtype=np.float64).copy())
+        tensors["y_scale"] = torch.from_numpy(np.asarray(self.y_scale_, dtype=np.float64).copy())
+        meta = {
+            "format": "lrl.LRLearner/1",
+            "config": self.config.to_dict(),
+            "n_features": int(self.n_features_in_),
+            "n_arms": int(self.n_arms_),
+            "n_metrics": int(self.n_metrics_),
+            "metric_names": list(self.metric_names_),
+            "best_epoch": int(self.best_epoch_),
+            "n_epochs": int(self.n_epochs_),
+            "fit_seconds": float(self.fit_seconds_),
+            "history": list(self.history_),
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(
+        cls, tensors: dict[str, torch.Tensor], meta: dict, device: str | torch.device | None = None
+    ) -> "LRLearner":
+        """Rebuild a fitted learner from :meth:`to_state` output, on ``device`` (default CPU)."""
+        config = LRLConfig.from_dict(meta["config"])
+        learner = cls(config)
+        model = LowRankNet(
+            meta["n_features"], meta["n_arms"], meta["n_metrics"], config.d, config.extractor, config.hidden
+        )
+        prefix = "model."
+        model.load_state_dict({k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)})
+        learner.device_ = torch.device(device or "cpu")
+        learner.model_ = model.to(learner.device_)
+        learner.y_mean_ = tensors["y_mean"].numpy().astype(np.float64)
+        learner.y_scale_ = tensors["y_scale"].numpy().astype(np.float64)
+        learner.n_features_in_ = meta["n_features"]
+        learner.n_arms_ = meta["n_arms"]
+        learner.n_metrics_ = meta["n_metrics"]
+        learner.metric_names_ = list(meta["metric_names"])
+        learner.best_epoch_ = meta["best_epoch"]
+        learner.n_epochs_ = meta["n_epochs"]
+        learner.fit_seconds_ = meta["fit_seconds"]
+        learner.history_ = list(meta["history"])
+        return learner
+
+
+def _standardisation(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-metric mean and standard deviation of the observed values; (0, 1) where undefined."""
+    observed = np.isfinite(Y)
+    count = observed.sum(axis=0)
+    filled = np.where(observed, Y, 0.0)
+    mean = np.divide(filled.sum(axis=0), count, out=np.zeros(Y.shape[1]), where=count > 0)
+    var = np.divide(
+        (np.where(observed, Y - mean, 0.0) ** 2).sum(axis=0), count, out=np.zeros(Y.shape[1]), where=count > 0
+    )
+    scale = np.sqrt(var)
+    scale[~(scale > 0)] = 1.0
+    return mean, scale
+
+
+def _metric_names(names, n_metrics: int) -> list[str]:
+    if names is None:
+        return [f"m{j}" for j in range(n_metrics)]
+    names = [str(n) for n in names]
+    if len(names) != n_metrics or len(set(names)) != n_metrics:
+        raise ValueError(f"metric_names must be {n_metrics} distinct names")
+    return names
