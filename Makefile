@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3.11
+# python3.11 where installed, else python3 (pyproject requires >= 3.11).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

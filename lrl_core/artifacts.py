@@ -203,7 +203,9 @@ class ArtifactStore:
         return LoadedModel(learner, transform, document["metadata"], version)
 
     # ---------------------------------------------------------------- prune
-    def prune(self, keep: int = 3, protect: set[str] | frozenset[str] = frozenset(), stale_after_s: float = 3600.0) -> list[str]:
+    def prune(
+        self, keep: int = 3, protect: set[str] | frozenset[str] = frozenset(), stale_after_s: float = 3600.0
+    ) -> list[str]:
         """Delete all but the newest ``keep`` versions, the current one and ``protect``.
 
         Temporary files and directories older than ``stale_after_s`` (crashed

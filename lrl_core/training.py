@@ -9,15 +9,16 @@ The shape is shared with the T-learner baselines (docs/ARCHITECTURE.md)::
 
 Training minimises the masked squared error of the standardised metrics plus
 an L2 penalty (see :meth:`LRLearner._optimizer`) with Adam on minibatches and
-stops early on validation rows, restoring the best epoch. The data go to the device once: the training rows are gathered into a
+stops early on validation rows, restoring the best epoch.
+
+The data go to the device once: the training rows are gathered into a
 row-ordered feature matrix in one seeded shuffle, cut into fixed batches, and
 every epoch visits the batches in a fresh seeded order. A step therefore only
 slices tensors that are already in place; per-step gathers of 142 floats per
 row cost about half of the extractor's forward and backward pass on a CPU.
-Shuffling once and reordering batches converges like full reshuffling
-(Mishchenko et al. 2020, "Random Reshuffling: Simple Analysis with Vast
-Improvements"). The price is memory: one float32 copy of the features per
-exposure row.
+Shuffling once converges at the rate of reshuffling every epoch (Mishchenko
+et al. 2020, "Random Reshuffling: Simple Analysis with Vast Improvements").
+The price is memory: one float32 copy of the features per exposure row.
 """
 from __future__ import annotations
 

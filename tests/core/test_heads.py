@@ -170,3 +170,24 @@ def test_experiment_head_mixes_kinds_and_round_trips_through_records():
     np.testing.assert_array_equal(back.cate_se(V), head.cate_se(V))
     # Arm 1 never observed "brand_new": NaN there only.
     assert np.isnan(head.cate(V)[:, 0, 1]).all() and np.isfinite(head.cate(V)[:, 1, 1]).all()
+
+
+def test_experiment_head_on_a_fitted_learner():
+    from lrl_core.config import LRLConfig
+    from lrl_core.training import LRLearner
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    arms = rng.integers(0, 4, size=400)
+    Y = X[:, :2] * (1 + arms[:, None]) + rng.normal(size=(400, 2))
+    cfg = LRLConfig(d=4, hidden=8, max_epochs=2, progress=False, device="cpu")
+    learner = LRLearner(cfg).fit(X, np.arange(400), arms, Y, metric_names=["a", "b"])
+
+    X_new = rng.normal(size=(60, 5)).astype(np.float32)
+    arm_new = np.repeat([0, 1], 30)
+    Y_new = np.column_stack([X_new[:, 1] * (1 + arm_new), rng.normal(size=60)])
+    head = ExperimentHead().fit(learner.transform(X_new), arm_new, Y_new, ["b", "new"], learner)
+    assert head.kinds_ == ["structured", "ridge"]
+    cate, se = head.cate(learner.transform(X_new)), head.cate_se(learner.transform(X_new))
+    assert cate.shape == se.shape == (60, 1, 2)
+    assert np.isfinite(cate).all() and (se > 0).all()

@@ -1,0 +1,1 @@
+"""Assets by stage: ingest, features, training, heads, reports."""

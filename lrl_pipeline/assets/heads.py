@@ -1,0 +1,139 @@
+"""Heads: one partition per experiment, a closed-form linear head per arm and metric on v(x).
+
+Each head is fitted on the experiment's train and validation units (the
+test units are left for its report) with the extractor that is current
+when the run starts, and stored with that extractor's version. A run may
+cover one partition or a range: the extractor is loaded once per run.
+"""
+# No `from __future__ import annotations`: Dagster reads the context and resource
+# annotations at definition time to inject them.
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from lrl_core.artifacts import LoadedModel
+from lrl_core.heads import ExperimentHead
+from lrl_pipeline.compute import one_blas_thread
+from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
+from lrl_pipeline.partitions import experiment_partitions
+from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.tables import ensure_schema, insert_rows, quarantine_rows, utc_now
+
+GROUP = "heads"
+CATE_CHECK = "cate_is_finite"
+
+_IN_KEYS = "experiment_id IN (SELECT unnest(?::VARCHAR[]))"
+_DELETE = {table: f"DELETE FROM pipeline.{table} WHERE {_IN_KEYS}" for table in ("experiment_heads", "head_status")}
+# Unit-level quarantine rows (no experiment) belong to the full validation, not to a head run.
+_DELETE["quarantine"] = f"DELETE FROM pipeline.quarantine WHERE {_IN_KEYS}"
+
+
+def fit_head(rows: ExperimentRows, experiment_id: str, learner) -> tuple[ExperimentHead, list[str]]:
+    """The head of one valid experiment and its arm names, control first."""
+    index, arms = rows.experiment(experiment_id)
+    pooled = rows.pooled
+    fit = index[rows.split[pooled.row_unit[index]] != 2]
+    observed = np.flatnonzero(np.isfinite(pooled.Y[index]).any(axis=0))
+    head = ExperimentHead().fit(
+        rows.V[pooled.row_unit[fit]], pooled.row_arm[fit] - arms[0], pooled.Y[np.ix_(fit, observed)],
+        [pooled.metrics[j] for j in observed], learner, n_arms=len(arms))
+    return head, [pooled.arm_names[g] for g in arms]
+
+
+def fit_experiment(rows: ExperimentRows, experiment_id: str,
+                   model: LoadedModel) -> tuple[pd.DataFrame | None, str, str, int]:
+    """``(records or None, status, detail, non-finite CATEs)`` of one experiment's head fit.
+
+    A quarantined experiment or a failed fit gives no records; it never stops the other
+    experiments of the run.
+    """
+    if rows.experiment(experiment_id) is None:
+        return None, "quarantined", rows.reasons(experiment_id), 0
+    try:
+        head, arm_names = fit_head(rows, experiment_id, model.learner)
+    except (ValueError, np.linalg.LinAlgError) as error:
+        return None, "failed", f"head fit failed: {error}", 0
+    units = np.unique(rows.pooled.row_unit[rows.experiment(experiment_id)[0]])
+    cate = head.cate(rows.V[units])[:, estimable(head)[1:]]
+    bad = int((~np.isfinite(cate)).sum())
+    if bad:
+        return None, "failed", f"{bad} non-finite CATEs", bad
+    records = head_records(head, arm_names, experiment_id, model.version)
+    return records, "fitted", f"{len(records)} heads on {len(units)} units", 0
+
+
+def estimable(head: ExperimentHead) -> np.ndarray:
+    """``(A, J)`` bool: heads worth storing. A treated arm's head needs its control's for a CATE,
+    and a control head is kept only where some treated arm uses it."""
+    finite = np.isfinite(head.coef_).all(axis=-1)
+    pairs = finite[1:] & finite[:1]
+    return np.vstack([pairs.any(axis=0, keepdims=True), pairs])
+
+
+def head_records(head: ExperimentHead, arm_names: list[str], experiment_id: str, version: str) -> pd.DataFrame:
+    """Rows of pipeline.experiment_heads for the estimable (arm, metric) heads of one experiment."""
+    records = pd.DataFrame(head.to_records())  # arm-major, as estimable(head).ravel()
+    records = records[estimable(head).ravel()].rename(columns={"arm": "arm_index"})
+    return records.assign(arm=[arm_names[a] for a in records["arm_index"]], experiment_id=experiment_id,
+                          extractor_version=version, fitted_at=utc_now())
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "duckdb"}, pool="duckdb", code_version="1",
+    partitions_def=experiment_partitions,
+    deps=["lr_learner", *(["raw", name] for name in ("unit_features", "experiments", "exposures", "outcomes"))],
+    check_specs=[dg.AssetCheckSpec(
+        CATE_CHECK, asset="experiment_heads", blocking=True,
+        description="Every stored head gives a finite CATE for every unit of its experiment.")],
+)
+def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
+                     artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """Linear heads on the current extractor, per experiment, arm and metric (pipeline.experiment_heads)."""
+    keys = list(context.partition_keys)
+    model = artifacts.store().load()
+    start = time.perf_counter()
+    with database.connect() as con:
+        try:
+            rows = read_experiment_rows(con, keys, model)
+        except FeatureMismatch as error:
+            raise dg.Failure(str(error)) from error
+    with one_blas_thread():
+        results = {e: fit_experiment(rows, e, model) for e in keys}
+    frames = [records for records, *_ in results.values() if records is not None]
+    bad_cates = {e: bad for e, (_, _, _, bad) in results.items() if bad}
+    heads = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment_id"])
+    status = pd.DataFrame(
+        [(e, state, detail, 0 if records is None else len(records))
+         for e, (records, state, detail, _) in results.items()],
+        columns=["experiment_id", "status", "detail", "n_heads"],
+    ).assign(extractor_version=model.version, updated_at=utc_now())
+    own_quarantine = rows.quarantine[rows.quarantine["experiment_id"].isin(keys)]
+    with database.connect() as con:
+        ensure_schema(con)
+        con.execute("BEGIN TRANSACTION")
+        for sql in _DELETE.values():
+            con.execute(sql, [keys])
+        if len(heads):
+            insert_rows(con, "experiment_heads", heads)
+        insert_rows(con, "head_status", status)
+        insert_rows(con, "quarantine", quarantine_rows(own_quarantine, utc_now()))
+        con.execute("COMMIT")
+    counts = status["status"].value_counts()
+    return dg.MaterializeResult(
+        metadata={
+            "extractor_version": model.version,
+            "experiments_fitted": int(counts.get("fitted", 0)),
+            "experiments_quarantined": int(counts.get("quarantined", 0)),
+            "experiments_failed": int(counts.get("failed", 0)),
+            "heads": len(heads),
+            "seconds": round(time.perf_counter() - start, 3),
+            "status": dg.MetadataValue.md(status[["experiment_id", "status", "detail"]].head(60)
+                                          .to_markdown(index=False)),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name=CATE_CHECK, passed=not bad_cates,
+            metadata={"experiments_checked": int((status["status"] != "quarantined").sum()),
+                      "experiments_with_non_finite": bad_cates})],
+    )

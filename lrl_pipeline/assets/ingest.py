@@ -1,0 +1,79 @@
+"""Ingest: the platform's raw tables and their validated parts plus a quarantine.
+
+Bad input never stops good input: ``validate_raw`` names every dropped row,
+arm, experiment or column with a reason, and everything valid flows on.
+"""
+# No `from __future__ import annotations`: Dagster reads the context and resource
+# annotations at definition time to inject them.
+
+import time
+
+import dagster as dg
+
+from lrl_core.data import validate_raw
+from lrl_pipeline.raw import RAW_TABLES, read_raw_tables
+from lrl_pipeline.resources import LRLDatabase
+from lrl_pipeline.tables import VALID_TABLES, ensure_schema, quarantine_rows, replace_table, utc_now
+
+GROUP = "ingest"
+
+RAW_DESCRIPTIONS = {
+    "unit_features": "unit_id plus numeric pre-treatment features, one row per unit (NULL = missing).",
+    "experiments": "The experiment registry: experiment_id, launched_at. A new row is a new experiment.",
+    "exposures": "Assignment: unit_id, experiment_id, arm ('control' or a treatment arm).",
+    "outcomes": "Long-form outcomes: unit_id, experiment_id, metric, value.",
+}
+
+# Written by the experimentation platform, never by the pipeline.
+raw_tables = [
+    dg.AssetSpec(["raw", name], group_name=GROUP, kinds={"duckdb"}, description=RAW_DESCRIPTIONS[name])
+    for name in RAW_TABLES
+]
+
+
+@dg.multi_asset(
+    specs=[
+        *(
+            dg.AssetSpec(f"valid_{name}", deps=[["raw", name]], group_name=GROUP, kinds={"duckdb"},
+                         description=f"The valid rows of raw.{name} (table pipeline.valid_{name}).")
+            for name in VALID_TABLES
+        ),
+        dg.AssetSpec("quarantine", deps=[["raw", name] for name in RAW_TABLES], group_name=GROUP,
+                     kinds={"duckdb"}, description="Every dropped row, arm, experiment or column, with a reason."),
+    ],
+    pool="duckdb",
+    code_version="1",
+)
+def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
+    """Validate the raw tables; replace pipeline.valid_* and pipeline.quarantine in one transaction."""
+    with database.connect() as con:
+        start = time.perf_counter()
+        result = validate_raw(**read_raw_tables(con))
+        seconds = time.perf_counter() - start
+        ensure_schema(con)
+        con.execute("BEGIN TRANSACTION")
+        rows = {name: replace_table(con, f"valid_{name}", getattr(result, name)) for name in VALID_TABLES}
+        n_quarantined = replace_table(con, "quarantine", quarantine_rows(result.quarantine, utc_now()))
+        con.execute("COMMIT")
+
+    for name in VALID_TABLES:
+        dropped = int((result.quarantine["table"] == name).sum())
+        yield dg.MaterializeResult(
+            asset_key=f"valid_{name}",
+            metadata={"dagster/row_count": rows[name], "rows_in": result.rows_in[name],
+                      "rows_quarantined": dropped},
+        )
+    by_reason = result.quarantine.groupby(["table", "reason"]).size().rename("rows").reset_index()
+    by_reason = by_reason.sort_values("rows", ascending=False)
+    if n_quarantined:
+        context.log.warning(f"{n_quarantined} quarantine rows; see pipeline.quarantine")
+    yield dg.MaterializeResult(
+        asset_key="quarantine",
+        metadata={
+            "dagster/row_count": n_quarantined,
+            "by_reason": dg.MetadataValue.md(
+                by_reason.head(50).to_markdown(index=False) if len(by_reason) else "none"),
+            "experiments_dropped": int((result.quarantine["table"] == "experiments").sum()),
+            "validation_seconds": round(seconds, 3),
+        },
+    )

@@ -1,0 +1,151 @@
+"""Training: the pooled LR-learner (saved as a versioned extractor) and the T-learner baselines.
+
+Both train on the training split and stop or get scored on the validation
+split; the test split is left for the report. The database is opened only
+to read and to record, never during a fit, so readers are not locked out.
+"""
+# No `from __future__ import annotations`: Dagster reads the context, config and
+# resource annotations at definition time to inject them.
+import json
+import time
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from lrl_core.baselines import OLSTLearner, XGBTLearner
+from lrl_core.config import LRLConfig
+from lrl_core.features import FeatureTransform
+from lrl_core.metrics import risk_table
+from lrl_core.report.figures import figure_to_markdown, training_curves
+from lrl_core.training import LRLearner
+from lrl_pipeline.compute import one_blas_thread
+from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.tables import (
+    insert_rows, load_pooled, metric_scale, read_table, replace_table, split_rows, utc_now, ensure_schema,
+)
+
+GROUP = "training"
+KEEP_VERSIONS = 5
+"""Extractor versions kept in the artifact store (the current one always is)."""
+_DEFAULT = LRLConfig()
+
+
+class TrainingConfig(dg.Config):
+    """Hyperparameters of the LR-learner; the defaults are ``LRLConfig()``'s."""
+
+    d: int = Field(default=_DEFAULT.d, description="Embedding dimension of v(x).")
+    extractor: str = Field(default=_DEFAULT.extractor, description="'mlp' (two layers, ReLU) or 'linear'.")
+    hidden: int = Field(default=_DEFAULT.hidden, description="Hidden width of the MLP extractor.")
+    lr: float = Field(default=_DEFAULT.lr, description="AdamW learning rate.")
+    weight_decay: float = Field(default=_DEFAULT.weight_decay)
+    batch_size: int = Field(default=_DEFAULT.batch_size)
+    max_epochs: int = Field(default=_DEFAULT.max_epochs, description="Ceiling; early stopping decides.")
+    patience: int = Field(default=_DEFAULT.patience, description="Epochs without validation gain before stopping.")
+    seed: int = Field(default=_DEFAULT.seed)
+
+    def lrl_config(self) -> LRLConfig:
+        # Device choice stays with LRLearner (LRL_DEVICE, else CUDA when present); tqdm would only clutter logs.
+        return LRLConfig(**self.model_dump(), progress=False)
+
+
+class BaselineConfig(dg.Config):
+    """The XGBoost T-learner: modest trees, so a retrain of the demo stays within minutes on two cores."""
+
+    n_estimators: int = Field(default=100)
+    max_depth: int = Field(default=4)
+    learning_rate: float = Field(default=0.1)
+    # One thread: on a few hundred rows per model threads gain little, and when the cores are
+    # shared, OpenMP threads waiting on each other made fits 10x slower (measured).
+    n_jobs: int = Field(default=1, description="Threads per XGBoost model.")
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch"}, pool="duckdb", code_version="1", deps=["training_examples"])
+def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, database: LRLDatabase,
+               artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """The pooled LR-learner; its extractor v(.) and feature transform are saved as a new artifact
+    version, which becomes the current one."""
+    with database.connect() as con:
+        pooled, X, split = load_pooled(con)
+        stored = read_table(con, "feature_transform")
+    transform = FeatureTransform.from_dict(json.loads(stored["transform_json"].iloc[0]))
+    train, val = split_rows(pooled, split, 0), split_rows(pooled, split, 1)
+
+    def log_epoch(record: dict) -> None:
+        if record["epoch"] == 1 or record["epoch"] % 10 == 0:
+            context.log.info(f"epoch {record['epoch']}: train {record['train_loss']:.4f}, "
+                             f"validation {record['val_loss']:.4f}")
+
+    learner = LRLearner(config.lrl_config()).fit(
+        X, *train, n_arms=pooled.n_arms, validation=val if len(val[0]) else None,
+        metric_names=pooled.metrics, callback=log_epoch)
+    store = artifacts.store()
+    version = store.save(learner, transform, {
+        "experiments": pooled.experiments, "arm_names": pooled.arm_names,
+        "arm_experiment": pooled.arm_experiment.tolist(), "control_arm": pooled.control_arm.tolist(),
+        "metrics": pooled.metrics, "n_rows": pooled.n_rows, "trained_at": utc_now().isoformat(),
+    })
+    # A few old versions stay loadable: heads on them until the sensor refits, and rollbacks.
+    pruned = store.prune(keep=KEEP_VERSIONS)
+    best = learner.history_[learner.best_epoch_ - 1]
+    with database.connect() as con:
+        ensure_schema(con)
+        insert_rows(con, "extractor_versions", pd.DataFrame([{
+            "version": version, "trained_at": utc_now(), "n_units": pooled.n_units, "n_rows": pooled.n_rows,
+            "n_experiments": len(pooled.experiments), "n_metrics": len(pooled.metrics),
+            "epochs": learner.n_epochs_, "best_val_loss": best["val_loss"], "seconds": learner.fit_seconds_,
+            "device": str(learner.device_)}]))
+    return dg.MaterializeResult(
+        metadata={
+            "extractor_version": version,
+            "versions_pruned": len(pruned),
+            "device": str(learner.device_),
+            "train_rows": len(train[0]),
+            "validation_rows": len(val[0]),
+            "epochs": learner.n_epochs_,
+            "best_epoch": learner.best_epoch_,
+            "train_loss": best["train_loss"],
+            "validation_loss": best["val_loss"],
+            "fit_seconds": round(learner.fit_seconds_, 2),
+            "training_curve": dg.MetadataValue.md(
+                figure_to_markdown(training_curves(learner.history_, learner.best_epoch_))),
+        },
+        data_version=dg.DataVersion(version),
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"python"}, pool="duckdb", code_version="1", deps=["training_examples"])
+def t_learners(context: dg.AssetExecutionContext, config: BaselineConfig,
+               database: LRLDatabase) -> dg.MaterializeResult:
+    """Independent T-learners (OLS, XGBoost) per arm and metric, scored on the validation and test
+    splits (pipeline.t_learner_risks) for the evaluation report."""
+    with database.connect() as con:
+        pooled, X, split = load_pooled(con)
+    scale = metric_scale(pooled, split)
+    models = {
+        "ols_t": OLSTLearner(),
+        "xgb_t": XGBTLearner(n_estimators=config.n_estimators, max_depth=config.max_depth,
+                             learning_rate=config.learning_rate, n_jobs=config.n_jobs, progress=False),
+    }
+    tables, seconds = [], {}
+    with one_blas_thread():
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.fit(X, *split_rows(pooled, split, 0), n_arms=pooled.n_arms)
+            seconds[name] = round(time.perf_counter() - start, 2)
+            for part, split_name in ((1, "validation"), (2, "test")):
+                risks = risk_table(model, X, *split_rows(pooled, split, part),
+                                   arm_experiment=pooled.arm_experiment, control_arm=pooled.control_arm,
+                                   experiments=pooled.experiments, arm_names=pooled.arm_names,
+                                   metrics=pooled.metrics, y_scale=scale)
+                tables.append(risks.assign(model=name, split=split_name))
+    rows = pd.concat(tables, ignore_index=True).assign(evaluated_at=utc_now())
+    with database.connect() as con:
+        ensure_schema(con)
+        n = replace_table(con, "t_learner_risks", rows)
+    means = rows.groupby(["model", "split"])[["mu_risk", "tau_risk"]].mean().reset_index()
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": n,
+        **{f"fit_seconds_{name}": s for name, s in seconds.items()},
+        "mean_risks": dg.MetadataValue.md(means.to_markdown(index=False, floatfmt=".4f")),
+    })

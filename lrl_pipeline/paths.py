@@ -1,0 +1,53 @@
+"""Where the pipeline keeps its state: the DuckDB file, model artifacts, the Dagster instance.
+
+Every command works from any working directory, so each location is
+resolved once, here: an explicit argument, else an environment variable,
+else a default (see CONTRACT.md, "Storage").
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["db_path", "artifacts_dir", "project_root", "dagster_home", "ensure_dagster_home"]
+
+
+def db_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The DuckDB database file: ``explicit``, else ``$LRL_DUCKDB_PATH``, else ``./data/lrl.duckdb``.
+
+    Returned absolute, so a path resolved in one directory still names the same
+    file after the process (or a Dagster run worker) changes directory.
+    """
+    chosen = explicit if explicit is not None else os.environ.get("LRL_DUCKDB_PATH")
+    path = Path(chosen) if chosen else Path.cwd() / "data" / "lrl.duckdb"
+    return path.expanduser().resolve()
+
+
+def artifacts_dir(db: str | os.PathLike) -> Path:
+    """Model artifacts: ``$LRL_ARTIFACTS_DIR``, else ``artifacts/`` next to the database file."""
+    chosen = os.environ.get("LRL_ARTIFACTS_DIR")
+    path = Path(chosen) if chosen else Path(db).expanduser().resolve().parent / "artifacts"
+    return path.expanduser().resolve()
+
+
+def project_root() -> Path:
+    """The directory holding ``lrl_pipeline/`` (the repository root in a source checkout)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def dagster_home() -> Path:
+    """The Dagster instance directory: ``$DAGSTER_HOME``, else the project's ``dagster_home/``."""
+    chosen = os.environ.get("DAGSTER_HOME")
+    return Path(chosen).expanduser().resolve() if chosen else project_root() / "dagster_home"
+
+
+def ensure_dagster_home() -> Path:
+    """Create :func:`dagster_home` if needed and export it as ``$DAGSTER_HOME``; returns it.
+
+    Runs started from the command line then land in the same instance the UI
+    reads, so they show there.
+    """
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

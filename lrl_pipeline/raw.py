@@ -1,0 +1,129 @@
+"""The four raw input tables (schema ``raw``): read them for validation, write them for demos and tests.
+
+Reads go through Arrow into pandas *nullable* dtypes, so a SQL NULL (a
+missing feature value: imputed) and a stored NaN (a non-finite value: bad
+input) stay distinct all the way into :func:`lrl_core.data.validate_raw`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from lrl_pipeline.resources import LRLDatabase
+
+__all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_tables", "count_raw_rows",
+           "write_raw_tables", "table_exists", "arrow_to_pandas"]
+
+RAW_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
+"""Table names in schema ``raw``, in the order ``validate_raw`` takes them."""
+
+# Fixed SQL per table: names never come from data, so nothing is formatted into SQL.
+_SELECT = {name: f"SELECT * FROM raw.{name}" for name in RAW_TABLES}
+_COUNT = {name: f"SELECT count(*) FROM raw.{name}" for name in RAW_TABLES}
+_REPLACE = {name: f"CREATE OR REPLACE TABLE raw.{name} AS SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
+# The rows of some experiments (ids passed as one VARCHAR[] parameter), and their units' features.
+_IDS = "SELECT unnest(?::VARCHAR[])"
+_SUBSET = {
+    "experiments": f"SELECT * FROM raw.experiments WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS})",
+    "exposures": f"SELECT * FROM raw.exposures WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS})",
+    "outcomes": f"SELECT * FROM raw.outcomes WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS})",
+    "unit_features": "SELECT * FROM raw.unit_features WHERE unit_id IN ("
+    f"SELECT unit_id FROM raw.exposures WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS}) "
+    f"UNION SELECT unit_id FROM raw.outcomes WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS}))",
+}
+_APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
+
+
+def _nullable(arrow_type: pa.DataType):
+    """Pandas nullable dtype for an Arrow type (None: pyarrow's default conversion)."""
+    if pa.types.is_floating(arrow_type):
+        return pd.Float64Dtype()
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype()
+    return None
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow table -> DataFrame with nullable dtypes (NULL is ``pd.NA``, NaN stays NaN)."""
+    return table.to_pandas(types_mapper=_nullable)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists (names passed as parameters)."""
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return bool(found[0][0])
+
+
+def read_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """One raw table as a nullable-dtype DataFrame; ``name`` is one of :data:`RAW_TABLES`."""
+    if name not in _SELECT:
+        raise ValueError(f"unknown raw table {name!r}; expected one of {RAW_TABLES}")
+    if not table_exists(con, "raw", name):
+        raise LookupError(f"table raw.{name} does not exist: load the raw tables first (e.g. `lrl demo`)")
+    return arrow_to_pandas(con.sql(_SELECT[name]).to_arrow_table())
+
+
+def count_raw_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows in each existing raw table."""
+    return {name: con.execute(_COUNT[name]).fetchall()[0][0] for name in RAW_TABLES if table_exists(con, "raw", name)}
+
+
+def read_raw_tables(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """All four raw tables, keyed as :data:`RAW_TABLES`."""
+    return {name: read_raw_table(con, name) for name in RAW_TABLES}
+
+
+def read_experiment_tables(con: duckdb.DuckDBPyConnection, experiment_ids: list[str]) -> dict[str, pd.DataFrame]:
+    """The raw rows of some experiments and the features of their units, keyed as :data:`RAW_TABLES`.
+
+    Validating this subset gives the same verdicts on its rows as validating
+    everything: every rule looks at a unit, an experiment or a column type,
+    never across experiments.
+    """
+    for name in RAW_TABLES:
+        if not table_exists(con, "raw", name):
+            raise LookupError(f"table raw.{name} does not exist: load the raw tables first (e.g. `lrl demo`)")
+    ids = [str(e) for e in experiment_ids]
+    return {
+        name: arrow_to_pandas(con.sql(_SUBSET[name], params=[ids] * _SUBSET[name].count("?")).to_arrow_table())
+        for name in RAW_TABLES
+    }
+
+
+def write_raw_tables(db: str | Path, tables: dict[str, pd.DataFrame], replace: bool = True) -> dict[str, int]:
+    """Write raw tables in one transaction (the platform's job; used by ``lrl demo`` and tests).
+
+    ``tables``: some of :data:`RAW_TABLES` -> DataFrame. ``replace=True``
+    replaces each given table; ``replace=False`` appends rows by column name
+    (creating a table that does not exist yet). Returns rows written per table.
+    """
+    unknown = set(tables) - set(RAW_TABLES)
+    if unknown:
+        raise ValueError(f"unknown raw tables {sorted(unknown)}; expected some of {RAW_TABLES}")
+    written = {}
+    with LRLDatabase(path=str(Path(db).resolve())).connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+            for name, frame in tables.items():
+                incoming = pa.Table.from_pandas(frame, preserve_index=False)
+                con.register("_lrl_incoming", incoming)
+                append = not replace and table_exists(con, "raw", name)
+                con.execute(_APPEND[name] if append else _REPLACE[name])
+                con.unregister("_lrl_incoming")
+                written[name] = incoming.num_rows
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    return written

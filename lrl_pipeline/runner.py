@@ -1,0 +1,178 @@
+"""What the ``lrl`` command runs: retrain, update, score, summarise, all through Dagster.
+
+Runs go to the Dagster instance at ``$DAGSTER_HOME`` (the project's
+``dagster_home/`` by default), so they show in the UI, and carry tags that
+keep the experiment sensor from fitting the same heads at the same time.
+Expected failures raise :class:`PipelineError` with what to do.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from lrl_pipeline.assets.reports import summary_frame
+from lrl_pipeline.definitions import build_definitions
+from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
+from lrl_pipeline.paths import ensure_dagster_home
+from lrl_pipeline.raw import RAW_TABLES, table_exists
+from lrl_pipeline.reporting import latest_retrain_report
+from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
+from lrl_pipeline.runs import HEADS_BY_TAG, cli_tags, reap_dead_cli_runs
+from lrl_pipeline.scoring import PipelineError, score_units
+from lrl_pipeline.sensors import RANGE_END, RANGE_START
+from lrl_pipeline.state import contiguous_blocks, read_head_state
+from lrl_pipeline.tables import read_table
+
+__all__ = ["PipelineError", "RetrainSummary", "run_retrain", "run_update", "score_units", "summary_table",
+           "latest_report_path"]
+
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class RetrainSummary:
+    """The outcome of :func:`run_retrain`; ``summary`` is :func:`summary_table`."""
+
+    extractor_version: str
+    n_experiments: int
+    n_rows: int
+    n_quarantined: int
+    seconds: float
+    summary: pd.DataFrame
+
+
+class _Session:
+    """One command's Dagster definitions, instance and run tags over one database."""
+
+    def __init__(self, db: Path, artifacts: Path, instance: dg.DagsterInstance | None,
+                 run_config: dict | None):
+        self.defs = build_definitions(db, artifacts)
+        self.database = LRLDatabase(path=str(Path(db).resolve()))
+        self.store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
+        if instance is None:
+            ensure_dagster_home()
+            instance = dg.DagsterInstance.get()
+        self.instance = instance
+        self.retrain_config = {**_QUIET, **(run_config or {})}
+        self.tags = cli_tags()
+        reap_dead_cli_runs(instance)
+
+    def run(self, job: str, tags: dict | None = None, run_config: dict | None = None) -> None:
+        """Execute a job in this process; :class:`PipelineError` naming the failed step."""
+        result = self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, run_config=run_config or _QUIET,
+            tags={**self.tags, **(tags or {})}, raise_on_error=False)
+        if not result.success:
+            failures = [f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+                        for e in result.get_step_failure_events()]
+            detail = "; ".join(failures) or "see the run in the Dagster UI"
+            raise PipelineError(f"{job} failed (run {result.run_id}): {detail}")
+
+    def fit_stale_heads(self, progress: Callable[[str], None]) -> list[str]:
+        """Add partitions for new experiments and fit every head not on the current extractor."""
+        version = self.store.current_version()
+        if version is None:
+            raise PipelineError("no saved extractor yet: run `lrl retrain` first")
+        with self.connect() as con:
+            state = read_head_state(con)
+        known = self.instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS)
+        new = [e for e in state.registry if e not in set(known)]
+        if new:
+            self.instance.add_dynamic_partitions(EXPERIMENT_PARTITIONS, new)
+        stale = state.stale(version)
+        blocks = contiguous_blocks([*known, *new], stale)
+        if stale:
+            progress(f"Fitting heads for {len(stale)} experiment(s) on extractor {version}")
+        for block in blocks:
+            self.run("head_job", tags={RANGE_START: block[0], RANGE_END: block[-1]})
+        with self.connect() as con:
+            status = read_table(con, "head_status")
+        fitted = status[(status["extractor_version"] == version) & (status["status"] == "fitted")]
+        return [e for e in stale if e in set(fitted["experiment_id"])]
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The database, waiting up to a minute for another process to let go of it."""
+        try:
+            with self.database.connect(timeout_s=60.0) as con:
+                yield con
+        except DatabaseBusy as error:
+            raise PipelineError(f"{error}; close the program that holds it and try again") from error
+
+    def require_raw(self) -> None:
+        """:class:`PipelineError` unless the database holds the four raw tables."""
+        if not Path(self.database.path).is_file():
+            raise PipelineError(f"no database at {self.database.path}: run `lrl demo` or load the raw tables")
+        with self.connect() as con:
+            missing = [name for name in RAW_TABLES if not table_exists(con, "raw", name)]
+        if missing:
+            raise PipelineError(f"the database lacks raw tables {', '.join('raw.' + m for m in missing)}: "
+                                "load them (see CONTRACT.md) or run `lrl demo`")
+
+
+def run_retrain(db: Path, artifacts: Path, *, progress: Callable[[str], None] = print,
+                instance: dg.DagsterInstance | None = None, run_config: dict | None = None) -> RetrainSummary:
+    """Materialize the whole graph: validation, features, LR-learner, T-learners, every head, the report.
+
+    ``run_config`` goes to the retrain job (e.g. ``{"ops": {"lr_learner": {"config":
+    {"max_epochs": 5}}}}``); ``instance`` defaults to the one at ``$DAGSTER_HOME``.
+    """
+    started = time.perf_counter()
+    session = _Session(db, artifacts, instance, run_config)
+    session.require_raw()
+    progress("Validating raw tables, preparing features, training the LR-learner and the T-learners")
+    # The heads of this version are ours: the sensor stays out of them.
+    session.run("retrain_job", tags={HEADS_BY_TAG: "runner"}, run_config=session.retrain_config)
+    session.fit_stale_heads(progress)
+    progress("Evaluating the LR-learner against the T-learners")
+    session.run("report_job")
+    with session.connect() as con:
+        counts = {name: con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
+                  for name in ("valid_experiments", "training_examples", "quarantine")}
+    return RetrainSummary(
+        extractor_version=session.store.current_version(),
+        n_experiments=int(counts["valid_experiments"]),
+        n_rows=int(counts["training_examples"]),
+        n_quarantined=int(counts["quarantine"]),
+        seconds=time.perf_counter() - started,
+        summary=summary_table(db),
+    )
+
+
+def run_update(db: Path, artifacts: Path, *, progress: Callable[[str], None] = print,
+               instance: dg.DagsterInstance | None = None) -> list[str]:
+    """Fit heads (and their reports) for every experiment with none on the current extractor.
+
+    Returns the ids of the experiments that got heads, in registry order;
+    quarantined experiments are recorded in ``pipeline.head_status`` and left out.
+    """
+    session = _Session(db, artifacts, instance, None)
+    session.require_raw()
+    return session.fit_stale_heads(progress)
+
+
+def summary_table(db: Path) -> pd.DataFrame:
+    """Per metric, test-split mean risks of the LR-learner and the T-learners, averaged over
+    experiments and arms, and the LR-learner's relative improvement ``1 - lr / other``.
+
+    Columns: ``metric``, then ``"<risk> <model>"`` and ``"<risk> improvement_vs_<model>"`` for
+    risks ``mu_risk``, ``tau_risk`` (and ``pehe`` where known).
+    """
+    with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
+        try:
+            rows = read_table(con, "evaluation")
+        except LookupError as error:
+            raise PipelineError(f"no evaluation yet in {db}: run `lrl retrain` first") from error
+    return summary_frame(rows, "test")
+
+
+def latest_report_path(db: Path, artifacts: Path) -> Path | None:
+    """The newest HTML retrain report under ``<artifacts>/reports/``, or None before the first retrain."""
+    return latest_retrain_report(artifacts)

@@ -1,0 +1,73 @@
+"""Scoring: CATEs of given units for every experiment head on the current extractor.
+
+The units' features go through the transform saved with the extractor, then
+``v(.)``; every stored head is linear in ``v``, so one embedding serves all
+experiments, arms and metrics.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrl_core.heads import ExperimentHead
+from lrl_pipeline.compute import one_blas_thread
+from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+
+__all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
+
+SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se"]
+
+
+class PipelineError(Exception):
+    """An expected failure; the message says what went wrong and what to do."""
+
+
+def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
+    """CATE of every given unit for every experiment head on the current extractor.
+
+    ``units``: ``unit_id`` plus the feature columns of ``raw.unit_features``
+    (NULL/NaN = missing). Returns long form :data:`SCORE_COLUMNS`, one row per
+    unit, experiment, treated arm and metric: ``cate`` float64 (never NaN),
+    ``cate_se`` nullable Float64 (``<NA>`` where no standard error is known).
+    """
+    store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
+    if store.current_version() is None:
+        raise PipelineError(f"no saved extractor in {artifacts}: run `lrl retrain` first")
+    model = store.load()
+    if units["unit_id"].duplicated().any():
+        raise PipelineError("units has duplicate unit_id values; give each unit once")
+    try:
+        V = model.learner.transform(model.transform.transform_frame(units))
+    except ValueError as error:
+        raise PipelineError(f"units do not match the model's features: {error}") from error
+    with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
+        heads = con.sql("SELECT * FROM pipeline.experiment_heads WHERE extractor_version = ?",
+                        params=[model.version]).df()
+    if heads.empty:
+        raise PipelineError(f"no experiment heads on extractor {model.version}: run `lrl update`")
+    with one_blas_thread():
+        parts = [_score_experiment(units["unit_id"].to_numpy(), V, experiment_id, records)
+                 for experiment_id, records in heads.groupby("experiment_id", sort=True)]
+    return pd.concat(parts, ignore_index=True)[SCORE_COLUMNS]
+
+
+def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, records: pd.DataFrame) -> pd.DataFrame:
+    """Long-form CATEs of one experiment's stored heads for units with embeddings ``V (n, d)``."""
+    head = ExperimentHead.from_records(records.assign(arm=records["arm_index"]).to_dict("records"))
+    arm_names = records.drop_duplicates("arm_index").set_index("arm_index")["arm"]
+    stored = np.zeros(head.coef_.shape[:2], dtype=bool)
+    stored[records["arm_index"].to_numpy(), [head.metric_names_.index(m) for m in records["metric"]]] = True
+    pairs = np.argwhere(stored[1:] & stored[:1])  # (treated arm - 1, metric) with both heads stored
+    cate = head.cate(V)[:, pairs[:, 0], pairs[:, 1]]
+    se = head.cate_se(V)[:, pairs[:, 0], pairs[:, 1]]
+    n, p = cate.shape
+    return pd.DataFrame({
+        "unit_id": np.repeat(unit_ids, p),
+        "experiment_id": experiment_id,
+        "arm": np.tile(arm_names.loc[pairs[:, 0] + 1].to_numpy(dtype=object), n),
+        "metric": np.tile(np.asarray(head.metric_names_, dtype=object)[pairs[:, 1]], n),
+        "cate": cate.reshape(-1),
+        "cate_se": pd.array(se.reshape(-1), dtype="Float64"),
+    })

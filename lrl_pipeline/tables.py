@@ -1,0 +1,189 @@
+"""The pipeline's own tables (schema ``pipeline``): fixed DDL, Arrow writes, nullable reads.
+
+The schema is not called ``lrl``: the default database file is
+``lrl.duckdb``, whose catalog is named ``lrl``, and DuckDB then refuses
+``lrl.<table>`` as ambiguous. Table names come only from the constants below, never from data; values go
+in as parameters or as a registered Arrow table, so user-named columns
+(features, metrics) never pass through SQL text.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lrl_core.data import ValidationResult, build_pooled_data, PooledData, split_by_unit, QUARANTINE_COLUMNS
+from lrl_pipeline.raw import arrow_to_pandas, table_exists
+
+__all__ = [
+    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "insert_rows", "read_table",
+    "load_validated", "load_pooled", "split_rows", "metric_scale", "column_scale", "quarantine_rows", "utc_now",
+]
+
+FIXED_TABLES = {
+    "quarantine": "table_name VARCHAR, unit_id VARCHAR, experiment_id VARCHAR, metric VARCHAR, "
+                  "column_name VARCHAR, reason VARCHAR, detected_at TIMESTAMP",
+    "experiment_heads": "experiment_id VARCHAR, arm VARCHAR, arm_index BIGINT, metric VARCHAR, kind VARCHAR, "
+                        "extractor_version VARCHAR, coef DOUBLE[], cov DOUBLE[], sigma2 DOUBLE, alpha DOUBLE, "
+                        "n BIGINT, fitted_at TIMESTAMP",
+    "evaluation": "model VARCHAR, split VARCHAR, experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, n BIGINT, "
+                  "mu_risk DOUBLE, tau_risk DOUBLE, pehe DOUBLE, extractor_version VARCHAR, evaluated_at TIMESTAMP",
+    "head_evaluation": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, n BIGINT, "
+                       "mu_risk DOUBLE, tau_risk DOUBLE, pehe DOUBLE, extractor_version VARCHAR, "
+                       "evaluated_at TIMESTAMP",
+    "t_learner_risks": "model VARCHAR, split VARCHAR, experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, n BIGINT, "
+                       "mu_risk DOUBLE, tau_risk DOUBLE, pehe DOUBLE, evaluated_at TIMESTAMP",
+    "extractor_versions": "version VARCHAR, trained_at TIMESTAMP, n_units BIGINT, n_rows BIGINT, "
+                          "n_experiments BIGINT, n_metrics BIGINT, epochs BIGINT, best_val_loss DOUBLE, "
+                          "seconds DOUBLE, device VARCHAR",
+    "head_status": "experiment_id VARCHAR, extractor_version VARCHAR, status VARCHAR, detail VARCHAR, "
+                   "n_heads BIGINT, updated_at TIMESTAMP",
+    "feature_transform": "fitted_at TIMESTAMP, n_units BIGINT, transform_json VARCHAR",
+}
+"""Tables with a fixed schema, created on first use."""
+
+VALID_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
+"""``pipeline.valid_<name>`` holds the valid part of ``raw.<name>`` (same columns)."""
+
+_FLEXIBLE = {f"valid_{name}" for name in VALID_TABLES} | {"unit_features", "training_examples"}
+_KNOWN = set(FIXED_TABLES) | _FLEXIBLE
+
+
+def _checked(name: str) -> str:
+    if name not in _KNOWN:
+        raise ValueError(f"unknown pipeline table {name!r}")
+    return name
+
+
+def utc_now() -> dt.datetime:
+    """Naive UTC timestamp (DuckDB TIMESTAMP has no zone)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schema ``pipeline`` and every fixed-schema table that does not exist yet."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS pipeline")
+    for name, columns in FIXED_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS pipeline.{name} ({columns})")
+
+
+def _as_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
+    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count."""
+    name = _checked(name)
+    incoming = _as_arrow(rows)
+    con.register("_lrl_rows", incoming)
+    try:
+        if name in FIXED_TABLES:
+            con.execute(f"DELETE FROM pipeline.{name}")
+            con.execute(f"INSERT INTO pipeline.{name} BY NAME SELECT * FROM _lrl_rows")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE pipeline.{name} AS SELECT * FROM _lrl_rows")
+    finally:
+        con.unregister("_lrl_rows")
+    return incoming.num_rows
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
+    """Append ``rows`` to the fixed-schema table ``pipeline.<name>`` by column name."""
+    name = _checked(name)
+    if name not in FIXED_TABLES:
+        raise ValueError(f"insert_rows is for fixed-schema tables, not {name!r}")
+    incoming = _as_arrow(rows)
+    con.register("_lrl_rows", incoming)
+    try:
+        con.execute(f"INSERT INTO pipeline.{name} BY NAME SELECT * FROM _lrl_rows")
+    finally:
+        con.unregister("_lrl_rows")
+    return incoming.num_rows
+
+
+def read_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """``pipeline.<name>`` as a nullable-dtype DataFrame; ``LookupError`` when it has not been built yet."""
+    name = _checked(name)
+    if not table_exists(con, "pipeline", name):
+        raise LookupError(f"table pipeline.{name} does not exist yet: run `lrl retrain` first")
+    return arrow_to_pandas(con.sql(f"SELECT * FROM pipeline.{name}").to_arrow_table())
+
+
+def quarantine_rows(quarantine: pd.DataFrame, detected_at: dt.datetime) -> pd.DataFrame:
+    """``validate_raw``'s quarantine in the ``pipeline.quarantine`` layout."""
+    rows = quarantine[QUARANTINE_COLUMNS].rename(columns={"table": "table_name", "column": "column_name"})
+    rows = rows.astype(object).where(rows.notna(), None)
+    return rows.assign(detected_at=detected_at)
+
+
+def load_validated(con: duckdb.DuckDBPyConnection, unit_columns: bool = True) -> ValidationResult:
+    """The valid tables written by the validation asset, as a ``ValidationResult`` (empty quarantine).
+
+    ``unit_columns=False`` reads only ``unit_id`` of the unit features, for
+    callers that take features from elsewhere (the prepared table).
+    """
+    if unit_columns:
+        units = read_table(con, "valid_unit_features")
+    else:
+        units = arrow_to_pandas(con.sql("SELECT unit_id FROM pipeline.valid_unit_features").to_arrow_table())
+    return ValidationResult(
+        unit_features=units,
+        experiments=read_table(con, "valid_experiments"),
+        exposures=read_table(con, "valid_exposures"),
+        outcomes=read_table(con, "valid_outcomes"),
+        quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
+    )
+
+
+def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray, np.ndarray]:
+    """The pooled training rows with their prepared features and unit split.
+
+    Rows come from ``pipeline.training_examples``, outcomes from
+    ``pipeline.valid_outcomes``, features from ``pipeline.unit_features``. Returns
+    ``(pooled, X, split)``: ``pooled`` (its raw ``features`` are empty,
+    ``(n, 0)``), ``X (n, p)`` float32 prepared features in ``pooled.unit_ids``
+    order and ``split (n,)`` int8 per unit (0 train, 1 validation, 2 test).
+    """
+    prepared = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_table()
+    examples = read_table(con, "training_examples")
+    pooled = build_pooled_data(ValidationResult(
+        unit_features=arrow_to_pandas(prepared.select(["unit_id"])),
+        experiments=read_table(con, "valid_experiments"),
+        exposures=examples[["unit_id", "experiment_id", "arm"]],
+        outcomes=read_table(con, "valid_outcomes"),
+        quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
+    ))
+    # Column by column from Arrow: prepared features have no NULLs, and a pandas detour would
+    # widen every float32 column to float64.
+    X = np.empty((prepared.num_rows, prepared.num_columns - 1), dtype=np.float32)
+    for j in range(1, prepared.num_columns):
+        X[:, j - 1] = prepared.column(j).to_numpy()
+    return pooled, X, split_by_unit(pooled.unit_ids)
+
+
+def split_rows(pooled: PooledData, split: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(units, arms, Y)`` of the rows whose unit is in split ``part`` (0 train, 1 validation, 2 test)."""
+    rows = split[pooled.row_unit] == part
+    return pooled.row_unit[rows], pooled.row_arm[rows], pooled.Y[rows]
+
+
+def metric_scale(pooled: PooledData, split: np.ndarray) -> np.ndarray:
+    """``(J,)`` standard deviation of each metric on training rows (1 where undefined).
+
+    Risks are divided by its square, so every model is scored in units of
+    metric variance, comparable across metrics.
+    """
+    return column_scale(split_rows(pooled, split, 0)[2])
+
+
+def column_scale(Y: np.ndarray) -> np.ndarray:
+    """``Y (r, J)`` -> ``(J,)`` standard deviation of the observed values per column (1 where undefined)."""
+    scale = np.ones(Y.shape[1])
+    for j in range(Y.shape[1]):
+        observed = Y[~np.isnan(Y[:, j]), j]
+        if observed.size > 1 and observed.std() > 0:
+            scale[j] = observed.std()
+    return scale

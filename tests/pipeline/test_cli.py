@@ -1,0 +1,178 @@
+"""The ``lrl`` command against a small database in a temporary directory.
+
+One module fixture trains on tiny synthetic data with its last experiment
+held back (through the runner, to pass a short epoch budget), then launches
+that experiment and runs ``lrl update``; the tests read what it left behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lrl_core.artifacts import ArtifactStore
+from lrl_core.synthetic import nonlinear_synthetic
+from lrl_pipeline import cli, runner
+from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline.resources import LRLDatabase
+
+FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
+                "t_learners": {"config": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}}}}
+SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se"]
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory):
+    """A database path and Dagster home in a temp dir, exported as the CLI reads them."""
+    root = tmp_path_factory.mktemp("lrl_cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LRL_DUCKDB_PATH", str(root / "store.duckdb"))
+        mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        mp.delenv("LRL_ARTIFACTS_DIR", raising=False)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def updated(cli_env):
+    """Retrain without the newest experiment, launch it, run ``lrl update``; record what happened."""
+    data = nonlinear_synthetic(n_experiments=4, n_per_arm=60, n_features=5, n_metrics=2,
+                               n_arms_per_experiment=[2, 3, 2, 2], overlap=0.2, feature_missing_rate=0.05,
+                               seed=3)
+    tables = data.raw_tables()
+    newest = data.experiments[-1]
+    db = cli_env / "store.duckdb"
+    write_raw_tables(db, cli._held_back(tables, newest))
+    runner.run_retrain(db, cli_env / "artifacts", progress=lambda _: None, run_config=FAST)
+    store = ArtifactStore(cli_env / "artifacts")
+    version = store.current_version()
+
+    write_raw_tables(db, tables)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = cli.main(["update"])
+    first_versions = store.versions()
+    with LRLDatabase(path=str(db)).connect(read_only=True) as con:
+        heads = con.sql("SELECT experiment_id, arm, metric, extractor_version FROM pipeline.experiment_heads").df()
+    return dict(data=data, tables=tables, newest=newest, db=db, version_before=version, update_code=code,
+                update_output=printed.getvalue(), version_after=store.current_version(), versions=first_versions,
+                heads=heads)
+
+
+def test_update_fits_the_new_experiment_on_the_saved_extractor(updated):
+    assert updated["update_code"] == 0
+    assert f"Fitted heads for 1 experiment(s): {updated['newest']}" in updated["update_output"]
+    assert updated["version_after"] == updated["version_before"]
+    assert updated["versions"] == [updated["version_before"]]  # no retrain wrote a new version
+    heads = updated["heads"]
+    new = heads[heads["experiment_id"] == updated["newest"]]
+    assert len(new) > 0
+    assert set(new["extractor_version"]) == {updated["version_before"]}
+    assert set(new["metric"]) == set(updated["data"].metrics)
+
+
+def test_a_second_update_has_nothing_to_do(cli_env, updated, capsys):
+    assert cli.main(["update"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_report_prints_the_retrain_report_path(cli_env, updated, capsys):
+    assert cli.main(["report"]) == 0
+    report = Path(capsys.readouterr().out.strip())
+    assert report.is_file() and report.suffix == ".html"
+    assert report.is_relative_to(cli_env / "artifacts")
+
+
+def test_score_writes_the_contract_long_form(cli_env, updated, tmp_path):
+    data = updated["data"]
+    units = updated["tables"]["unit_features"].iloc[::37].reset_index(drop=True)
+    assert units.drop(columns="unit_id").isna().any().any(), "the sample should include missing features"
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    out = tmp_path / "scores" / "out.parquet"
+
+    assert cli.main(["score", "--units", str(tmp_path / "units.parquet"), "--out", str(out)]) == 0
+
+    schema = pq.read_schema(out)
+    assert schema.names == SCORE_COLUMNS
+    assert schema.field("cate").type == pa.float64() and schema.field("cate_se").type == pa.float64()
+    scores = pd.read_parquet(out)
+    treated = [(data.experiments[data.arm_experiment[g]], data.arm_names[g]) for g in data.treatment_arms]
+    expected = {(u, e, a, m) for u, (e, a), m in itertools.product(units["unit_id"], treated, data.metrics)}
+    got = set(zip(scores["unit_id"], scores["experiment_id"], scores["arm"], scores["metric"]))
+    assert got == expected and len(scores) == len(expected)
+    assert np.isfinite(scores["cate"].to_numpy(dtype=float)).all()
+    assert (scores["cate_se"].dropna() > 0).all()
+
+
+def test_score_names_a_missing_feature_column(cli_env, updated, tmp_path, capsys):
+    units = updated["tables"]["unit_features"].head(5).drop(columns="x2")
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    code = cli.main(["score", "--units", str(tmp_path / "units.parquet"), "--out", str(tmp_path / "o.parquet")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert "x2" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize("command", [["retrain"], ["update"], ["report"],
+                                     ["score", "--units", "u.parquet", "--out", "o.parquet"]])
+def test_missing_database_is_one_line_that_says_what_to_do(cli_env, tmp_path, capsys, command):
+    missing = tmp_path / "nowhere" / "x.duckdb"
+    assert cli.main([*command, "--db", str(missing)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]
+    assert f"no database at {missing}" in err and "lrl demo" in err
+    assert not missing.exists()
+
+
+def test_installed_command_fails_cleanly_from_another_directory(cli_env, tmp_path):
+    lrl = Path(sys.executable).parent / "lrl"
+    environ = dict(os.environ, LRL_DUCKDB_PATH=str(tmp_path / "absent.duckdb"))
+    done = subprocess.run([str(lrl), "update"], cwd=tmp_path, env=environ, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"lrl update: no database at {tmp_path / 'absent.duckdb'}: run `lrl demo` "
+                                   "or point --db / LRL_DUCKDB_PATH at your data")
+
+
+def test_demo_refuses_to_replace_someone_elses_experiments(cli_env, tmp_path, capsys):
+    db = tmp_path / "theirs.duckdb"
+    registry = pd.DataFrame({"experiment_id": ["checkout_v2"], "launched_at": [pd.Timestamp("2026-01-01")]})
+    write_raw_tables(db, {"experiments": registry})
+    assert cli.main(["demo", "--db", str(db)]) == 1
+    assert "checkout_v2" in capsys.readouterr().err
+    with LRLDatabase(path=str(db)).connect(read_only=True) as con:
+        assert con.execute("SELECT experiment_id FROM raw.experiments").fetchall() == [("checkout_v2",)]
+
+
+def test_every_command_takes_db():
+    parser = cli.build_parser()
+    for command in ["demo", "retrain", "update", "report", "ui"]:
+        assert parser.parse_args([command, "--db", "a.duckdb"]).db == "a.duckdb"
+    args = parser.parse_args(["score", "--db", "a.duckdb", "--units", "u.parquet", "--out", "o.parquet"])
+    assert (args.db, args.units, args.out) == ("a.duckdb", "u.parquet", "o.parquet")
+
+
+def test_demo_pehe_is_zero_for_true_effects_and_grows_with_error():
+    data = nonlinear_synthetic(n_experiments=3, n_per_arm=20, n_features=4, n_metrics=2, seed=5)
+    rows = [(u, data.experiments[data.arm_experiment[g]], data.arm_names[g], m, g, j)
+            for u in range(0, 60, 7) for g in data.treatment_arms for j, m in enumerate(data.metrics)]
+    frame = pd.DataFrame(rows, columns=["unit_id", "experiment_id", "arm", "metric", "g", "j"])
+    truth = data.true_cate(frame["unit_id"], frame["g"], data.arm_controls[frame["g"]])
+    frame["cate"] = truth[np.arange(len(frame)), frame["j"]]
+
+    exact = cli.demo_pehe(data, frame)
+    shifted = cli.demo_pehe(data, frame.assign(cate=frame["cate"] + 0.5))
+    assert list(exact["metric"]) == data.metrics
+    np.testing.assert_allclose(exact["pehe lr_heads"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(shifted["pehe lr_heads"], 0.25, rtol=1e-9)
+    assert (exact["pehe true_cate_variance"] > 0).all()

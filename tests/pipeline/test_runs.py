@@ -1,0 +1,63 @@
+"""Runs of a killed `lrl` process neither block the duckdb pool nor keep the sensor waiting."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.runner import run_update
+from lrl_pipeline.runs import PIPELINE_TAG, reap_dead_cli_runs
+from lrl_pipeline.sensors import experiment_sensor
+
+POOLED = {"concurrency": {"pools": {"default_limit": 1, "granularity": "op"}}}
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def cli_run(instance, pid: int):
+    tags = {PIPELINE_TAG: "cli", "lrl/pid": str(pid), "lrl/host": socket.gethostname()}
+    return create_run_for_test(instance, job_name="head_job", status=dg.DagsterRunStatus.STARTED, tags=tags)
+
+
+@pytest.mark.timeout(240)
+def test_a_dead_runs_pool_slot_is_freed_before_the_next_command(pipeline):
+    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
+    with dg.instance_for_test(overrides=POOLED) as instance:
+        instance.add_dynamic_partitions("experiment", pipeline.experiments)
+        instance.event_log_storage.set_concurrency_slots("duckdb", 1)
+        dead = cli_run(instance, dead_pid())
+        instance.event_log_storage.claim_concurrency_slot("duckdb", dead.run_id, "experiment_heads")
+
+        fitted = run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=instance)
+
+        assert fitted == [pipeline.new_experiment]  # would wait forever on the dead run's slot
+        assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_the_sensor_waits_for_a_live_command_line_run_only(pipeline):
+    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
+    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
+
+    def tick():
+        return experiment_sensor(dg.build_sensor_context(instance=pipeline.instance, resources=resources))
+
+    live = cli_run(pipeline.instance, os.getpid())
+    waiting = tick()
+    assert not waiting.run_requests and live.run_id in waiting.skip_reason.skip_message
+
+    pipeline.instance.report_run_failed(live)
+    cli_run(pipeline.instance, dead_pid())  # killed: it never reports its end
+    assert [r.partition_key for r in tick().run_requests] == [pipeline.new_experiment]
+    assert reap_dead_cli_runs(pipeline.instance)

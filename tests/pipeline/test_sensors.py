@@ -1,0 +1,113 @@
+"""The experiment sensor: new partitions, idempotent head requests, refits after a retrain, the report."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import dagster as dg
+import pytest
+
+from lrl_core.artifacts import ArtifactStore
+from lrl_pipeline.definitions import build_definitions
+from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.sensors import RANGE_END, RANGE_START, experiment_sensor
+
+
+def tick(pipeline, cursor=None) -> dg.SensorResult:
+    """One evaluation, applying its partition requests as the daemon would."""
+    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
+    context = dg.build_sensor_context(instance=pipeline.instance, cursor=cursor, resources=resources)
+    result = experiment_sensor(context)
+    if isinstance(result, dg.SensorResult):
+        for request in result.dynamic_partitions_requests or []:
+            pipeline.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def added(result) -> list[str]:
+    return [key for request in (result.dynamic_partitions_requests or []) for key in request.partition_keys]
+
+
+def execute(pipeline, request: dg.RunRequest) -> None:
+    """Run what the sensor asked for, in process."""
+    defs = build_definitions(pipeline.db, pipeline.artifacts)
+    result = defs.resolve_job_def(request.job_name).execute_in_process(
+        instance=pipeline.instance, partition_key=request.partition_key, tags=request.tags)
+    assert result.success
+
+
+def test_a_new_experiment_gets_one_partition_and_one_run_request_once(pipeline):
+    version = ArtifactStore(pipeline.artifacts).current_version()
+    first = tick(pipeline)
+    assert not first.run_requests and added(first) == []  # heads and report already current
+
+    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
+    second = tick(pipeline, first.cursor)
+    assert added(second) == [pipeline.new_experiment]
+    assert [(r.job_name, r.partition_key, r.run_key) for r in second.run_requests] == [
+        ("head_job", pipeline.new_experiment, f"{pipeline.new_experiment}:{version}")]
+
+    # A second tick (or a restart: the cursor is stored by the instance) adds and requests nothing.
+    third = tick(pipeline, second.cursor)
+    assert added(third) == [] and not third.run_requests
+
+    execute(pipeline, second.run_requests[0])
+    fourth = tick(pipeline, third.cursor)
+    assert added(fourth) == [] and not fourth.run_requests
+
+
+def test_a_new_extractor_version_requests_every_refit_then_the_report(pipeline, fast_run_config):
+    old = ArtifactStore(pipeline.artifacts).current_version()
+    cursor = tick(pipeline).cursor
+    # The scheduled path: the retrain job trains a new extractor and leaves the heads to the sensor.
+    defs = build_definitions(pipeline.db, pipeline.artifacts)
+    assert defs.resolve_job_def("retrain_job").execute_in_process(
+        instance=pipeline.instance, run_config=fast_run_config).success
+    new = ArtifactStore(pipeline.artifacts).current_version()
+    assert new != old
+
+    refits = tick(pipeline, cursor)
+    assert len(refits.run_requests) == 1  # neighbouring partitions share one run
+    request = refits.run_requests[0]
+    assert request.job_name == "head_job" and request.run_key.endswith(f":{new}")
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (pipeline.experiments[0], pipeline.experiments[-1])
+    assert json.loads(refits.cursor)["requested"] == pipeline.experiments
+    assert not tick(pipeline, refits.cursor).run_requests  # requested once per version
+
+    execute(pipeline, request)
+    report = tick(pipeline, refits.cursor)
+    assert [(r.job_name, r.run_key) for r in report.run_requests] == [("report_job", f"report:{new}")]
+    execute(pipeline, report.run_requests[0])
+    assert not tick(pipeline, report.cursor).run_requests
+
+
+def test_a_tick_skips_while_another_process_holds_the_database(pipeline):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(pipeline.db)!r})
+        print("locked", flush=True)
+        time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = tick(pipeline)
+    finally:
+        holder.kill()
+        holder.wait()
+    skip = result.skip_reason if isinstance(result, dg.SensorResult) else result
+    assert isinstance(skip, dg.SkipReason) and "holds the database" in skip.skip_message
+
+
+def test_a_tick_without_a_database_skips(pipeline, tmp_path):
+    pipeline.db = tmp_path / "missing.duckdb"
+    result = tick(pipeline)
+    assert isinstance(result, dg.SkipReason) and "no database" in result.skip_message
+
+
+@pytest.mark.parametrize("status", [dg.DefaultSensorStatus.RUNNING])
+def test_the_sensor_runs_by_default(status):
+    assert experiment_sensor.default_status == status
