@@ -1,11 +1,17 @@
-"""Screenshot the training lineage in the Dagster UI into docs/training_lineage.png.
+"""Screenshot the Dagster UI and the retrain report into docs/.
 
 Run by ``make screenshot`` after ``make demo`` (so the graph shows
-materializations). Starts ``dagster dev`` on a free port with the project's
-instance, waits until the code location has loaded, lets headless Chromium
-render the lineage of the pooled model (``lr_learner``: its features, the
-heads it feeds and the reports, by group), and stops the server by its
-process group.
+materializations and a report exists). Writes
+
+- ``docs/training_lineage.png``: the lineage of the pooled model
+  (``lr_learner``: its features, the heads it feeds and the reports, by group);
+- ``docs/report_asset.png``: the ``evaluation`` asset's page, whose
+  materialization carries the report's path and key figures as metadata;
+- ``docs/retrain_report.png``: the top of the latest HTML retrain report.
+
+Starts ``dagster dev`` on a free port with the project's instance, waits
+until the code location has loaded, lets headless Chromium render each page,
+and stops the server by its process group.
 """
 from __future__ import annotations
 
@@ -24,7 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "training_lineage.png"
+ASSET_OUT = ROOT / "docs" / "report_asset.png"
+REPORT_OUT = ROOT / "docs" / "retrain_report.png"
 ASSET = "lr_learner"
+REPORT_ASSET = "evaluation"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 START_TIMEOUT_S = 180.0
 
@@ -96,12 +105,20 @@ def wait_until_loaded(base: str, proc: subprocess.Popen, log: Path) -> None:
     sys.exit(f"the UI did not load asset {ASSET!r} within {START_TIMEOUT_S:.0f} s; its log:\n{log.read_text()[-4000:]}")
 
 
-def screenshot(browser: str, url: str, out: Path) -> None:
-    """Headless Chromium render of ``url`` into ``out`` (PNG)."""
+def latest_report() -> Path | None:
+    """The newest retrain report of the project's database (what `lrl report` prints)."""
+    from lrl_pipeline import paths
+    from lrl_pipeline.reporting import latest_retrain_report
+
+    return latest_retrain_report(paths.artifacts_dir(paths.db_path()))
+
+
+def screenshot(browser: str, url: str, out: Path, size: str = "1600,1000") -> None:
+    """Headless Chromium render of ``url`` into ``out`` (PNG), in a ``"width,height"`` window."""
     with tempfile.TemporaryDirectory() as profile:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--window-size=1600,1000", "--hide-scrollbars",
+               f"--user-data-dir={profile}", f"--window-size={size}", "--hide-scrollbars",
                "--virtual-time-budget=20000", f"--screenshot={out}", url]
         subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=180)
@@ -113,6 +130,13 @@ def main() -> int:
     if browser is None:
         print("no Chromium found: install it (Debian/Ubuntu: `apt-get install chromium`) and rerun", file=sys.stderr)
         return 1
+    report = latest_report()
+    if report is None:
+        print("no retrain report yet: run `make demo` first", file=sys.stderr)
+        return 1
+    # The report is one self-contained file: no server needed. A tall window shows the overview,
+    # the risk tables and the first figures.
+    screenshot(browser, report.resolve().as_uri(), REPORT_OUT, size="1400,3000")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as scratch:
@@ -121,9 +145,11 @@ def main() -> int:
         try:
             wait_until_loaded(base, proc, log)
             screenshot(browser, f"{base}/assets/{ASSET}?view=lineage", OUT)
+            screenshot(browser, f"{base}/assets/{REPORT_ASSET}", ASSET_OUT, size="1600,1400")
         finally:
             stop_server(proc)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    for out in (OUT, ASSET_OUT, REPORT_OUT):
+        print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
 

@@ -88,8 +88,10 @@ def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, s
         quarantine=quarantine.rename(columns={"table_name": "table", "column_name": "column"}),
         rows_in=rows_in,
         meta={"extractor version": model.version, "trained at": model.metadata.get("trained_at"),
-              "epochs": learner.n_epochs_, "fit seconds": round(learner.fit_seconds_, 1),
-              "experiments": len(pooled.experiments), "exposure rows": pooled.n_rows},
+              "epochs": learner.n_epochs_, "fit seconds": f"{learner.fit_seconds_:.1f}",
+              "experiments": len(pooled.experiments), "exposure rows": f"{pooled.n_rows:,}",
+              # The pipeline reads observed outcomes only; `lrl demo` prints PEHE against its generator.
+              "true effects": "unknown to the pipeline, so no PEHE here (`lrl demo` prints it on the console)"},
     )
 
 

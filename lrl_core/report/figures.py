@@ -336,7 +336,10 @@ def calibration_plot(
         ax.set_title(name)
         ax.set_xlabel(f"mean predicted CATE ({unit})")
         ax.set_ylabel(f"observed difference ({unit})")
-    axes[0].legend(fontsize=8, loc="upper left")
+    # The first panel may be a message (too few units in a bin): put the legend on the first with points.
+    drawn = next((ax for ax in axes if ax.get_legend_handles_labels()[0]), None)
+    if drawn is not None:
+        drawn.legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
     return fig
 
@@ -440,9 +443,15 @@ def quarantine_bars(quarantine: pd.DataFrame, rows_in: Mapping[str, int] | None 
     if has_in:
         ax = axes[0]
         names = list(rows_in)
-        ax.barh(names, [rows_in[n] for n in names], color=PALETTE[0])
+        counts = [rows_in[n] for n in names]
+        ax.barh(names, counts, color=PALETTE[0])
         ax.invert_yaxis()
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Counts as labels: a 19-row registry beside 200,000 outcomes would be an invisible bar.
+        for y, value in enumerate(counts):
+            ax.text(value, y, f" {int(value):,}", va="center", fontsize=9)
+        ax.margins(x=0.18)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_xlabel("rows read")
         ax.set_title("Rows in per raw table")
     ax = axes[-1]

@@ -468,9 +468,13 @@ def _risk_section(page: _Page, risks: pd.DataFrame, reference: str, others: list
                 f'{risk}: <span class="{cls}">{_esc(reference)} better than {_esc(other)} '
                 f"on {wins} of {len(change)} metrics</span> (mean relative improvement {change.mean():+.1%})."
             )
+    # Real experiments never reveal individual effects: say why PEHE is missing rather than leave it out silently.
+    no_pehe = "" if "pehe" in _present_risks(risks) else _note(
+        "No PEHE: it needs the true effects, which only simulated data has, and none came with these risks.")
     body = (
         "<h3>Averaged over experiments and arms, per metric</h3>"
         + _table(averaged, improvement=_improvement_columns(averaged))
+        + no_pehe
         + page.figure(figures.risk_bars(risks), "Bars: mean risk over experiments and arms; error bars: one "
                       "standard error across experiments.", key="risks")
         + "<h3>Per experiment</h3>"
@@ -743,7 +747,7 @@ def build_experiment_report(data: ExperimentReportData, path) -> ReportResult:
         + page.figure(figures.cate_histograms(cates), "Per-unit CATE of each arm and metric.", key="cate_distribution"),
     )
     for row in summary.to_dict("records"):
-        facts.append(f"{_esc(row['arm'])} / {_esc(row['metric'])}: average effect {row['mean (ATE)']:.4g}, "
+        facts.append(f"{_esc(row['arm'])} / {_esc(row['metric'])}: average effect {row['mean (ATE)']:+.4f}, "
                      f"{row['share > 0']:.0%} of units with a positive CATE.")
 
     facts += _calibration_section(
