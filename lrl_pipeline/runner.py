@@ -48,6 +48,13 @@ class RetrainSummary:
     summary: pd.DataFrame
 
 
+def _root_message(error) -> str:
+    """The message of the innermost cause: Dagster wraps a step's own error in one that only names the op."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
 class _Session:
     """One command's Dagster definitions, instance and run tags over one database."""
 
@@ -70,7 +77,7 @@ class _Session:
             instance=self.instance, run_config=run_config or _QUIET,
             tags={**self.tags, **(tags or {})}, raise_on_error=False)
         if not result.success:
-            failures = [f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+            failures = [f"{e.step_key}: {_root_message(e.step_failure_data.error)}"
                         for e in result.get_step_failure_events()]
             detail = "; ".join(failures) or "see the run in the Dagster UI"
             raise PipelineError(f"{job} failed (run {result.run_id}): {detail}")

@@ -25,32 +25,42 @@ class PipelineError(Exception):
 
 
 def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
-    """CATE of every given unit for every experiment head on the current extractor.
+    """CATE of every given unit for every stored experiment head, on the extractor it was fitted on.
 
     ``units``: ``unit_id`` plus the feature columns of ``raw.unit_features``
     (NULL/NaN = missing). Returns long form :data:`SCORE_COLUMNS`, one row per
     unit, experiment, treated arm and metric: ``cate`` float64 (never NaN),
     ``cate_se`` nullable Float64 (``<NA>`` where no standard error is known).
+    Heads are normally all on the current extractor; while a retrain's refit is
+    under way, an experiment not yet refitted is scored with its previous
+    extractor (pruning keeps every version a head uses), so scoring in the middle
+    of a retrain does not fail for want of heads.
     """
     store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
     if store.current_version() is None:
         raise PipelineError(f"no saved extractor in {artifacts}: run `lrl retrain` first")
-    model = store.load()
     if units["unit_id"].duplicated().any():
         raise PipelineError("units has duplicate unit_id values; give each unit once")
-    try:
-        V = model.learner.transform(model.transform.transform_frame(units))
-    except ValueError as error:
-        raise PipelineError(f"units do not match the model's features: {error}") from error
     with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
-        heads = con.sql("SELECT * FROM pipeline.experiment_heads WHERE extractor_version = ?",
-                        params=[model.version]).df()
+        heads = con.sql("SELECT * FROM pipeline.experiment_heads").df()
+    heads = heads[heads["extractor_version"].isin(store.versions())]
+    # One extractor per experiment: the newest its heads were fitted on (names sort by time).
+    newest = heads.groupby("experiment_id")["extractor_version"].transform("max")
+    heads = heads[heads["extractor_version"] == newest]
     if heads.empty:
-        raise PipelineError(f"no experiment heads on extractor {model.version}: run `lrl update`")
-    with one_blas_thread():
-        parts = [_score_experiment(units["unit_id"].to_numpy(), V, experiment_id, records)
-                 for experiment_id, records in heads.groupby("experiment_id", sort=True)]
-    return pd.concat(parts, ignore_index=True)[SCORE_COLUMNS]
+        raise PipelineError(f"no experiment heads on a saved extractor in {artifacts}: run `lrl update`")
+    parts = []
+    for version, records in heads.groupby("extractor_version", sort=True):
+        model = store.load(version)
+        try:
+            V = model.learner.transform(model.transform.transform_frame(units))
+        except ValueError as error:
+            raise PipelineError(f"units do not match the model's features: {error}") from error
+        with one_blas_thread():
+            parts.extend(_score_experiment(units["unit_id"].to_numpy(), V, experiment_id, rows)
+                         for experiment_id, rows in records.groupby("experiment_id", sort=True))
+    return pd.concat(parts, ignore_index=True).sort_values(
+        ["experiment_id"], kind="stable", ignore_index=True)[SCORE_COLUMNS]
 
 
 def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, records: pd.DataFrame) -> pd.DataFrame:

@@ -77,3 +77,11 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
             "validation_seconds": round(seconds, 3),
         },
     )
+    if len(result.experiments) == 0:
+        # Recorded above; nothing downstream can train on no experiment, so say why here.
+        empty = [f"raw.{name}" for name in RAW_TABLES if result.rows_in[name] == 0]
+        raise dg.Failure(
+            "no valid experiment to train on: "
+            + (f"{', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty" if empty
+               else f"all {result.rows_in['experiments']} experiments are quarantined")
+            + "; see pipeline.quarantine")

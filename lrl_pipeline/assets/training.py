@@ -85,11 +85,13 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
         "arm_experiment": pooled.arm_experiment.tolist(), "control_arm": pooled.control_arm.tolist(),
         "metrics": pooled.metrics, "n_rows": pooled.n_rows, "trained_at": utc_now().isoformat(),
     })
-    # A few old versions stay loadable: heads on them until the sensor refits, and rollbacks.
-    pruned = store.prune(keep=KEEP_VERSIONS)
     best = learner.history_[learner.best_epoch_ - 1]
     with database.connect() as con:
         ensure_schema(con)
+        # A few old versions stay loadable for rollbacks, and every version a stored head was
+        # fitted on stays until the sensor has refitted it.
+        in_use = set(read_table(con, "experiment_heads")["extractor_version"].dropna())
+        pruned = store.prune(keep=KEEP_VERSIONS, protect=in_use)
         insert_rows(con, "extractor_versions", pd.DataFrame([{
             "version": version, "trained_at": utc_now(), "n_units": pooled.n_units, "n_rows": pooled.n_rows,
             "n_experiments": len(pooled.experiments), "n_metrics": len(pooled.metrics),
