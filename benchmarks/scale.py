@@ -198,7 +198,7 @@ def _step_vs_bare(learner, X, train, val, n_arms: int, metrics: list[str], batch
     """
     import torch
 
-    from lrl_core.training import LRLearner
+    from lrl_core.training import SMALL_STEP_MACS, LRLearner
 
     device, cfg = learner.device_, learner.config
     net = copy.deepcopy(learner.model_.extractor).train()
@@ -227,11 +227,18 @@ def _step_vs_bare(learner, X, train, val, n_arms: int, metrics: list[str], batch
         return time.perf_counter() - start
 
     steps, eval_steps = math.ceil(len(train[0]) / batch_size), math.ceil(len(val[0]) / batch_size)
-    train_pass(5)
-    eval_pass(2)
+    # The learner's own rule: small CPU steps run on one thread (LRLearner.fit, SMALL_STEP_MACS).
+    width = cfg.hidden * (X.shape[1] + cfg.d) if cfg.extractor == "mlp" else X.shape[1] * cfg.d
+    threads = torch.get_num_threads()
+    bare_threads = 1 if device.type == "cpu" and batch_size * width < SMALL_STEP_MACS else threads
     rounds = []
-    for _ in range(ROUNDS):
+    for i in range(ROUNDS):
+        torch.set_num_threads(bare_threads)
+        if i == 0:
+            train_pass(5)
+            eval_pass(2)
         bare_train, bare_eval = train_pass(steps), eval_pass(eval_steps)
+        torch.set_num_threads(threads)
         probe = LRLearner(cfg.replace(max_epochs=2)).fit(X, *train, n_arms=n_arms, validation=val,
                                                            metric_names=metrics)
         rounds.append((bare_train, bare_eval, probe.history_[-1]["seconds"]))
@@ -759,13 +766,13 @@ def main(argv=None) -> None:
             f"- machine: {_machine(device)}\n\n" + table(results, per_arm) + "\n")
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"scale_{args.scale:g}_{device}"
-    stem.with_suffix(".md").write_text(text)
+    stem = f"scale_{args.scale:g}_{device}"
+    (args.out / f"{stem}.md").write_text(text)
     results["meta"] = {"command": command.strip(), "date": started.isoformat(timespec="seconds"),
                        "machine": _machine(device), "scale": args.scale, "per_arm": per_arm,
                        "memory_limit_bytes": memory_limit}
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
-    _log(t0, f"wrote {stem}.md and {stem}.json")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
+    _log(t0, f"wrote {args.out / stem}.md and .json")
 
 
 def _reused_raw(db: str) -> dict:
