@@ -277,6 +277,10 @@ def _flag_bad_unit_ids(verdicts: _Verdicts, units: _Ids, feat: "_FeatureCheck") 
 
 
 def _take(frame: pd.DataFrame, rows: np.ndarray, columns: list[int] | None = None) -> pd.DataFrame:
+    """``frame``'s ``rows`` (sorted positions) and ``columns``; shares the data when that is all of it."""
+    if len(rows) == len(frame) and (columns is None or columns == list(range(frame.shape[1]))):
+        # Clean input is the common case: a view, not a second copy of millions of rows.
+        return frame.copy(deep=False).reset_index(drop=True)
     taken = frame.iloc[rows] if columns is None else frame.iloc[rows, columns]
     return taken.reset_index(drop=True)
 

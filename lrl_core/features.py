@@ -1,6 +1,8 @@
 """Feature preparation: median imputation with missing indicators, standardisation, clipping."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -31,24 +33,34 @@ class FeatureTransform:
 
         Parameters
         ----------
-        features : (n, m) float, NaN = missing.
+        features : (n, m) float (float32 is not copied), NaN = missing.
         feature_names : (m,) names of the columns.
         """
-        features = np.asarray(features, dtype=np.float64)
+        features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != len(feature_names):
             raise ValueError(f"features must be (n, {len(feature_names)}), got {features.shape}")
+        return self.fit_columns((features[:, j] for j in range(features.shape[1])), feature_names)
+
+    def fit_columns(self, columns: Iterable[np.ndarray], feature_names: list[str]) -> "FeatureTransform":
+        """:meth:`fit` from one (n,) column at a time, in ``feature_names`` order.
+
+        A caller that holds a table column-wise (Arrow, DuckDB) never builds
+        the (n, m) matrix: at millions of units that matrix in float64 is
+        twice the prepared features the model trains on.
+        """
         if len(set(feature_names)) != len(feature_names):
             raise ValueError("feature_names must be distinct")
-        m = features.shape[1]
+        m = len(feature_names)
         self.feature_names_ = [str(name) for name in feature_names]
         self.median_ = np.zeros(m)
         self.mean_ = np.zeros(m)
         self.scale_ = np.ones(m)
         self.has_missing_ = np.zeros(m, dtype=bool)
-        # Column by column: nanmedian of a whole (n, m) matrix copies it, which
-        # at millions of rows is gigabytes.
-        for j in range(m):
-            column = features[:, j]
+        fitted = 0
+        for j, column in enumerate(columns):
+            if j >= m:
+                raise ValueError(f"more columns than the {m} feature names")
+            column = np.asarray(column, dtype=np.float64)
             if np.isinf(column).any():
                 raise ValueError(f"feature {self.feature_names_[j]!r} has infinite values")
             observed = column[~np.isnan(column)]
@@ -60,6 +72,9 @@ class FeatureTransform:
                 # Relative threshold: a constant column's std is rounding noise, not 0.
                 if std > 1e-12 * max(1.0, abs(self.mean_[j])):
                     self.scale_[j] = std
+            fitted += 1
+        if fitted != m:
+            raise ValueError(f"got {fitted} columns for {m} feature names")
         return self
 
     @property
@@ -81,21 +96,22 @@ class FeatureTransform:
 
         Parameters
         ----------
-        features : (n, m) float in the fitted column order, NaN = missing.
+        features : (n, m) float in the fitted column order, NaN = missing; float32 is not copied.
 
         Returns
         -------
         (n, m + k) float32, C-contiguous.
         """
         self._check_fitted()
-        features = np.asarray(features, dtype=np.float64)
+        features = np.asarray(features)
         m = self.n_features_in_
         if features.ndim != 2 or features.shape[1] != m:
             raise ValueError(f"features must be (n, {m}), got {features.shape}")
         indicators = np.flatnonzero(self.has_missing_)
         out = np.empty((features.shape[0], self.n_features_out_), dtype=np.float32)
         for start in range(0, features.shape[0], _CHUNK_ROWS):
-            chunk = features[start:start + _CHUNK_ROWS]
+            # float64 per chunk only: a float32 input is never copied whole.
+            chunk = features[start:start + _CHUNK_ROWS].astype(np.float64)
             infinite = np.isinf(chunk).any(axis=0)
             if infinite.any():
                 names = [self.feature_names_[j] for j in np.flatnonzero(infinite)]
@@ -139,17 +155,24 @@ class FeatureTransform:
         if non_numeric:
             raise ValueError(f"non-numeric feature columns: {', '.join(non_numeric)}")
 
-        features = np.empty((len(frame), self.n_features_in_), dtype=np.float64)
         problems = []
-        for j, name in enumerate(self.feature_names_):
-            features[:, j], nonfinite = column_as_float(frame[name])
+        for name in self.feature_names_:
+            nonfinite = column_as_float(frame[name])[1]
             if nonfinite.any():
                 units = frame["unit_id"].to_numpy()[nonfinite]
                 shown = ", ".join(map(str, units[:5])) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
                 problems.append(f"{name!r} (unit_id {shown})")
         if problems:
             raise ValueError(f"non-finite feature values in {'; '.join(problems)}")
-        return self.transform(features)
+        out = np.empty((len(frame), self.n_features_out_), dtype=np.float32)
+        # Row chunks: the float64 raw matrix of millions of units would be twice the output.
+        chunk = np.empty((min(len(frame), _CHUNK_ROWS), self.n_features_in_), dtype=np.float64)
+        for start in range(0, len(frame), _CHUNK_ROWS):
+            rows = frame.iloc[start:start + _CHUNK_ROWS]
+            for j, name in enumerate(self.feature_names_):
+                chunk[:len(rows), j] = column_as_float(rows[name])[0]
+            out[start:start + len(rows)] = self.transform(chunk[:len(rows)])
+        return out
 
     def to_dict(self) -> dict:
         """Plain-JSON form; :meth:`from_dict` restores it exactly."""

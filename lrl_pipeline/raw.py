@@ -1,6 +1,6 @@
 """The four raw input tables (schema ``raw``): read them for validation, write them for demos and tests.
 
-Reads go through Arrow into pandas *nullable* dtypes, so a SQL NULL (a
+Reads go through Arrow into Arrow-backed pandas dtypes, so a SQL NULL (a
 missing feature value: imputed) and a stored NaN (a non-finite value: bad
 input) stay distinct all the way into :func:`lrl_core.data.validate_raw`.
 """
@@ -38,20 +38,21 @@ _APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" f
 
 
 def _nullable(arrow_type: pa.DataType):
-    """Pandas nullable dtype for an Arrow type (None: pyarrow's default conversion)."""
-    if pa.types.is_floating(arrow_type):
-        return pd.Float64Dtype()
-    if pa.types.is_integer(arrow_type):
-        return pd.Int64Dtype()
-    if pa.types.is_boolean(arrow_type):
-        return pd.BooleanDtype()
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return pd.StringDtype()
+    """Arrow-backed pandas dtype for numbers, strings and booleans (None: pyarrow's default conversion).
+
+    Arrow-backed columns keep the database's width (a FLOAT stays 4 bytes, an
+    id stays Arrow string data rather than one Python object per row) and
+    tell NULL (``pd.NA``) from a stored NaN; at 5M units x 142 features the
+    numpy-backed nullable dtypes took 2.3x the memory of the table itself.
+    """
+    if (pa.types.is_floating(arrow_type) or pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type)
+            or pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)):
+        return pd.ArrowDtype(arrow_type)
     return None
 
 
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Arrow table -> DataFrame with nullable dtypes (NULL is ``pd.NA``, NaN stays NaN)."""
+    """Arrow table -> DataFrame with Arrow-backed dtypes (NULL is ``pd.NA``, NaN stays NaN), without copying."""
     return table.to_pandas(types_mapper=_nullable)
 
 

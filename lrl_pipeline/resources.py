@@ -41,6 +41,12 @@ class LRLDatabase(dg.ConfigurableResource):
     read_timeout_s: float = Field(
         default=3.0, description="How long a read-only open (sensors, scoring) waits before giving up."
     )
+    memory_limit: str = Field(
+        default="1GB",
+        description="DuckDB's buffer pool (its own cache of table pages, in this process's memory). "
+                    "DuckDB's default, 80% of RAM, let it cache whole tables beside the arrays the "
+                    "pipeline holds; the pipeline's SQL is scans and appends, which need little.",
+    )
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -60,7 +66,7 @@ class LRLDatabase(dg.ConfigurableResource):
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(path), read_only=read_only)
+                con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": self.memory_limit})
                 break
             except duckdb.IOException as error:
                 if not is_lock_error(error):

@@ -48,6 +48,8 @@ FIXED_TABLES = {
 VALID_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """``pipeline.valid_<name>`` holds the valid part of ``raw.<name>`` (same columns)."""
 
+PREPARED_BATCH_ROWS = 262_144
+
 _FLEXIBLE = {f"valid_{name}" for name in VALID_TABLES} | {"unit_features", "training_examples"}
 _KNOWN = set(FIXED_TABLES) | _FLEXIBLE
 
@@ -70,12 +72,19 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS pipeline.{name} ({columns})")
 
 
-def _as_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
-    return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+def _as_arrow(rows: pd.DataFrame | pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
+    if isinstance(rows, (pa.Table, pa.RecordBatchReader)):
+        return rows
+    return pa.Table.from_pandas(rows, preserve_index=False)
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
-    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count."""
+def replace_table(con: duckdb.DuckDBPyConnection, name: str,
+                  rows: pd.DataFrame | pa.Table | pa.RecordBatchReader) -> int:
+    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count.
+
+    A ``RecordBatchReader`` is consumed as DuckDB writes, so a large table
+    never has to exist whole in memory.
+    """
     name = _checked(name)
     incoming = _as_arrow(rows)
     con.register("_lrl_rows", incoming)
@@ -87,6 +96,8 @@ def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame 
             con.execute(f"CREATE OR REPLACE TABLE pipeline.{name} AS SELECT * FROM _lrl_rows")
     finally:
         con.unregister("_lrl_rows")
+    if isinstance(incoming, pa.RecordBatchReader):
+        return con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
     return incoming.num_rows
 
 
@@ -147,21 +158,38 @@ def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray,
     ``(n, 0)``), ``X (n, p)`` float32 prepared features in ``pooled.unit_ids``
     order and ``split (n,)`` int8 per unit (0 train, 1 validation, 2 test).
     """
-    prepared = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_table()
+    unit_ids, X = _prepared_matrix(con)
     examples = read_table(con, "training_examples")
     pooled = build_pooled_data(ValidationResult(
-        unit_features=arrow_to_pandas(prepared.select(["unit_id"])),
+        unit_features=arrow_to_pandas(unit_ids),
         experiments=read_table(con, "valid_experiments"),
         exposures=examples[["unit_id", "experiment_id", "arm"]],
         outcomes=read_table(con, "valid_outcomes"),
         quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
     ))
-    # Column by column from Arrow: prepared features have no NULLs, and a pandas detour would
-    # widen every float32 column to float64.
-    X = np.empty((prepared.num_rows, prepared.num_columns - 1), dtype=np.float32)
-    for j in range(1, prepared.num_columns):
-        X[:, j - 1] = prepared.column(j).to_numpy()
     return pooled, X, split_by_unit(pooled.unit_ids)
+
+
+def _prepared_matrix(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, np.ndarray]:
+    """``pipeline.unit_features`` as its ``unit_id`` column and one float32 matrix of the rest,
+    filled batch by batch.
+
+    Streaming keeps memory at the matrix itself (an Arrow copy of the whole
+    table would double it); prepared features have no NULLs, and going
+    through pandas would widen every float32 column to float64.
+    """
+    n = con.execute("SELECT count(*) FROM pipeline.unit_features").fetchall()[0][0]
+    reader = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_reader(PREPARED_BATCH_ROWS)
+    X = np.empty((n, len(reader.schema) - 1), dtype=np.float32)
+    ids, start = [], 0
+    for batch in reader:
+        ids.append(batch.column(0))
+        for j, column in enumerate(batch.columns[1:]):
+            X[start:start + batch.num_rows, j] = column.to_numpy()
+        start += batch.num_rows
+    if start != n:
+        raise RuntimeError(f"pipeline.unit_features changed while it was read ({start} of {n} rows)")
+    return pa.table({"unit_id": pa.chunked_array(ids, type=reader.schema.field(0).type)}), X
 
 
 def split_rows(pooled: PooledData, split: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,6 +23,33 @@ from lrl_pipeline.tables import ensure_schema, load_validated, read_table, repla
 GROUP = "features"
 
 
+PREPARE_ROWS = 262_144
+"""Units prepared and written per Arrow batch: bounds memory to the valid table plus one batch."""
+
+
+def _arrow_column(series: pd.Series) -> pa.Array:
+    column = pa.Array.from_pandas(series)
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _prepared_batches(frame: pd.DataFrame, transform: FeatureTransform) -> pa.RecordBatchReader:
+    """The prepared features of ``frame`` (``unit_id`` first), produced batch by batch as DuckDB reads them."""
+    names = ["unit_id", *transform.output_names_]
+    first = transform.transform_frame(frame.iloc[:0])
+    schema = pa.schema([pa.field("unit_id", _arrow_column(frame["unit_id"].iloc[:0]).type),
+                        *(pa.field(name, pa.from_numpy_dtype(first.dtype)) for name in names[1:])])
+
+    def batches():
+        for start in range(0, len(frame), PREPARE_ROWS):
+            rows = frame.iloc[start:start + PREPARE_ROWS]
+            prepared = transform.transform_frame(rows)
+            yield pa.RecordBatch.from_arrays(
+                [_arrow_column(rows["unit_id"]), *(prepared[:, j] for j in range(prepared.shape[1]))],
+                schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 @dg.asset(group_name=GROUP, kinds={"duckdb", "python"}, pool="duckdb", code_version="1",
           deps=["valid_unit_features"])
 def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> dg.MaterializeResult:
@@ -31,18 +58,14 @@ def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> d
     with database.connect() as con:
         frame = read_table(con, "valid_unit_features")
         names = [str(c) for c in frame.columns if c != "unit_id"]
-        raw = np.column_stack([column_as_float(frame[name])[0] for name in names]) if names else (
-            np.empty((len(frame), 0)))
         train = split_by_unit(frame["unit_id"].to_numpy(dtype=object)) == 0
         start = time.perf_counter()
-        transform = FeatureTransform().fit(raw[train], names)
-        prepared = transform.transform(raw)
-        seconds = time.perf_counter() - start
-        columns = {"unit_id": pa.array(frame["unit_id"])}
-        columns.update({name: prepared[:, j] for j, name in enumerate(transform.output_names_)})
+        transform = FeatureTransform().fit_columns(
+            (column_as_float(frame[name])[0][train] for name in names), names)
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
-        n = replace_table(con, "unit_features", pa.table(columns))
+        n = replace_table(con, "unit_features", _prepared_batches(frame, transform))
+        seconds = time.perf_counter() - start
         replace_table(con, "feature_transform", pd.DataFrame({
             "fitted_at": [utc_now()], "n_units": [int(train.sum())],
             "transform_json": [json.dumps(transform.to_dict())]}))
@@ -53,7 +76,7 @@ def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> d
         "prepared_columns": transform.n_features_out_,
         "missing_indicators": int(transform.has_missing_.sum()),
         "fitted_on_units": int(train.sum()),
-        "transform_seconds": round(seconds, 3),
+        "transform_and_write_seconds": round(seconds, 3),
     })
 
 

@@ -18,6 +18,7 @@ from lrl_core.heads import ExperimentHead
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
+from lrl_pipeline.raw import table_exists
 from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
 from lrl_pipeline.tables import ensure_schema, insert_rows, quarantine_rows, utc_now
 
@@ -28,6 +29,8 @@ _IN_KEYS = "experiment_id IN (SELECT unnest(?::VARCHAR[]))"
 _DELETE = {table: f"DELETE FROM pipeline.{table} WHERE {_IN_KEYS}" for table in ("experiment_heads", "head_status")}
 # Unit-level quarantine rows (no experiment) belong to the full validation, not to a head run.
 _DELETE["quarantine"] = f"DELETE FROM pipeline.quarantine WHERE {_IN_KEYS}"
+_EXPOSURE_COUNTS = ("SELECT CAST(experiment_id AS VARCHAR) AS e, count(*) FROM raw.exposures "
+                    "WHERE CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) GROUP BY e")
 
 
 def fit_head(rows: ExperimentRows, experiment_id: str, learner) -> tuple[ExperimentHead, list[str]]:
@@ -80,6 +83,28 @@ def head_records(head: ExperimentHead, arm_names: list[str], experiment_id: str,
                           extractor_version=version, fitted_at=utc_now())
 
 
+HEAD_BATCH_ROWS = 1_000_000
+"""Exposure rows read, validated and embedded at once by a run over many experiments: a retrain
+refits every head, and holding all of them at the paper's scale would take several times the
+feature matrix."""
+
+
+def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]]:
+    """``keys`` in order, cut into groups of at most ``HEAD_BATCH_ROWS`` raw exposure rows
+    (an experiment larger than that is a group of its own)."""
+    with database.connect() as con:
+        counts = dict(con.execute(_EXPOSURE_COUNTS, [keys]).fetchall()) if table_exists(con, "raw", "exposures") else {}
+    groups, size = [[]], 0
+    for key in keys:
+        rows = counts.get(key, 0)
+        if groups[-1] and size + rows > HEAD_BATCH_ROWS:
+            groups.append([])
+            size = 0
+        groups[-1].append(key)
+        size += rows
+    return groups
+
+
 @dg.asset(
     group_name=GROUP, kinds={"python", "duckdb"}, pool="duckdb", code_version="1",
     partitions_def=experiment_partitions,
@@ -94,13 +119,18 @@ def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
     keys = list(context.partition_keys)
     model = artifacts.store().load()
     start = time.perf_counter()
-    with database.connect() as con:
-        try:
-            rows = read_experiment_rows(con, keys, model)
-        except FeatureMismatch as error:
-            raise dg.Failure(str(error)) from error
-    with one_blas_thread():
-        results = {e: fit_experiment(rows, e, model) for e in keys}
+    results, quarantined = {}, []
+    for group in _experiment_groups(database, keys):
+        with database.connect() as con:
+            try:
+                rows = read_experiment_rows(con, group, model)
+            except FeatureMismatch as error:
+                raise dg.Failure(str(error)) from error
+        with one_blas_thread():
+            results.update({e: fit_experiment(rows, e, model) for e in group})
+        quarantined.append(rows.quarantine[rows.quarantine["experiment_id"].isin(group)])
+        context.log.info(f"heads of {len(results)} of {len(keys)} experiments fitted")
+        del rows
     frames = [records for records, *_ in results.values() if records is not None]
     bad_cates = {e: bad for e, (_, _, _, bad) in results.items() if bad}
     heads = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment_id"])
@@ -109,7 +139,7 @@ def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
          for e, (records, state, detail, _) in results.items()],
         columns=["experiment_id", "status", "detail", "n_heads"],
     ).assign(extractor_version=model.version, updated_at=utc_now())
-    own_quarantine = rows.quarantine[rows.quarantine["experiment_id"].isin(keys)]
+    own_quarantine = pd.concat(quarantined, ignore_index=True)
     with database.connect() as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")

@@ -112,3 +112,30 @@ def test_unfitted_and_shape_errors():
         transform.transform(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="distinct"):
         FeatureTransform().fit(np.zeros((2, 2)), ["a", "a"])
+
+
+def test_fit_columns_matches_fit_and_float32_is_not_widened():
+    rng = np.random.default_rng(5)
+    raw = rng.normal(3.0, 2.0, size=(500, 4)).astype(np.float32)
+    raw[rng.random(raw.shape) < 0.1] = np.nan
+    names = ["a", "b", "c", "d"]
+    whole = FeatureTransform().fit(raw, names)
+    by_column = FeatureTransform().fit_columns((raw[:, j] for j in range(4)), names)
+    assert whole.to_dict() == by_column.to_dict()
+    with pytest.raises(ValueError, match="3 columns for 4"):
+        FeatureTransform().fit_columns((raw[:, j] for j in range(3)), names)
+    np.testing.assert_array_equal(whole.transform(raw), whole.transform(raw.astype(np.float64)))
+
+
+def test_transform_frame_is_the_same_across_row_chunks():
+    # More rows than one internal chunk, with NULLs on both sides of the boundary.
+    from lrl_core import features
+
+    rng = np.random.default_rng(6)
+    n = features._CHUNK_ROWS + 1234
+    frame = pd.DataFrame({"unit_id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n)})
+    frame["a"] = frame["a"].astype("Float64")
+    frame.loc[[5, features._CHUNK_ROWS - 1, features._CHUNK_ROWS, n - 1], "a"] = pd.NA
+    transform = FeatureTransform().fit(frame[["a", "b"]].to_numpy(dtype=np.float64, na_value=np.nan), ["a", "b"])
+    expected = transform.transform(frame[["a", "b"]].to_numpy(dtype=np.float64, na_value=np.nan))
+    np.testing.assert_array_equal(transform.transform_frame(frame), expected)
