@@ -107,7 +107,6 @@ class FeatureTransform:
         m = self.n_features_in_
         if features.ndim != 2 or features.shape[1] != m:
             raise ValueError(f"features must be (n, {m}), got {features.shape}")
-        indicators = np.flatnonzero(self.has_missing_)
         out = np.empty((features.shape[0], self.n_features_out_), dtype=np.float32)
         for start in range(0, features.shape[0], _CHUNK_ROWS):
             # float64 per chunk only: a float32 input is never copied whole.
@@ -116,15 +115,20 @@ class FeatureTransform:
             if infinite.any():
                 names = [self.feature_names_[j] for j in np.flatnonzero(infinite)]
                 raise ValueError(f"infinite values in features {names}")
-            missing = np.isnan(chunk)
-            z = (np.where(missing, self.median_, chunk) - self.mean_) / self.scale_
-            # Production features are heavy-tailed: one value at 1e4 standard
-            # deviations dominates the first layer of an MLP and its gradients,
-            # so standardised values are bounded.
-            np.clip(z, -self.clip, self.clip, out=z)
-            out[start:start + len(chunk), :m] = z
-            out[start:start + len(chunk), m:] = missing[:, indicators]
+            self._prepare(chunk, out[start:start + len(chunk)])
         return out
+
+    def _prepare(self, chunk: np.ndarray, out: np.ndarray) -> None:
+        """Impute, standardise and clip a finite-or-NaN float64 ``chunk`` (c, m) into ``out`` (c, m + k)."""
+        m = self.n_features_in_
+        missing = np.isnan(chunk)
+        z = (np.where(missing, self.median_, chunk) - self.mean_) / self.scale_
+        # Production features are heavy-tailed: one value at 1e4 standard
+        # deviations dominates the first layer of an MLP and its gradients,
+        # so standardised values are bounded.
+        np.clip(z, -self.clip, self.clip, out=z)
+        out[:, :m] = z
+        out[:, m:] = missing[:, self.has_missing_]
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Prepared features of a DataFrame with ``unit_id`` and the fitted feature columns.
@@ -155,23 +159,26 @@ class FeatureTransform:
         if non_numeric:
             raise ValueError(f"non-numeric feature columns: {', '.join(non_numeric)}")
 
-        problems = []
-        for name in self.feature_names_:
-            nonfinite = column_as_float(frame[name])[1]
-            if nonfinite.any():
-                units = frame["unit_id"].to_numpy()[nonfinite]
-                shown = ", ".join(map(str, units[:5])) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
-                problems.append(f"{name!r} (unit_id {shown})")
-        if problems:
-            raise ValueError(f"non-finite feature values in {'; '.join(problems)}")
         out = np.empty((len(frame), self.n_features_out_), dtype=np.float32)
         # Row chunks: the float64 raw matrix of millions of units would be twice the output.
         chunk = np.empty((min(len(frame), _CHUNK_ROWS), self.n_features_in_), dtype=np.float64)
+        bad_rows: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(frame), _CHUNK_ROWS):
             rows = frame.iloc[start:start + _CHUNK_ROWS]
             for j, name in enumerate(self.feature_names_):
-                chunk[:len(rows), j] = column_as_float(rows[name])[0]
-            out[start:start + len(rows)] = self.transform(chunk[:len(rows)])
+                chunk[:len(rows), j], nonfinite = column_as_float(rows[name])
+                if nonfinite.any():
+                    bad_rows.setdefault(name, []).append(start + np.flatnonzero(nonfinite))
+            if not bad_rows:
+                self._prepare(chunk[:len(rows)], out[start:start + len(rows)])
+        if bad_rows:
+            problems = []
+            for name in self.feature_names_:
+                if name in bad_rows:
+                    units = frame["unit_id"].to_numpy()[np.concatenate(bad_rows[name])]
+                    shown = ", ".join(map(str, units[:5])) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
+                    problems.append(f"{name!r} (unit_id {shown})")
+            raise ValueError(f"non-finite feature values in {'; '.join(problems)}")
         return out
 
     def to_dict(self) -> dict:

@@ -37,7 +37,7 @@ _SUBSET = {
 _APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
 
 
-def _nullable(arrow_type: pa.DataType):
+def _arrow_backed(arrow_type: pa.DataType):
     """Arrow-backed pandas dtype for numbers, strings and booleans (None: pyarrow's default conversion).
 
     Arrow-backed columns keep the database's width (a FLOAT stays 4 bytes, an
@@ -53,7 +53,7 @@ def _nullable(arrow_type: pa.DataType):
 
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow table -> DataFrame with Arrow-backed dtypes (NULL is ``pd.NA``, NaN stays NaN), without copying."""
-    return table.to_pandas(types_mapper=_nullable)
+    return table.to_pandas(types_mapper=_arrow_backed)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -66,7 +66,7 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
 
 
 def read_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
-    """One raw table as a nullable-dtype DataFrame; ``name`` is one of :data:`RAW_TABLES`."""
+    """One raw table as an Arrow-backed DataFrame (NULL is ``pd.NA``); ``name`` is one of :data:`RAW_TABLES`."""
     if name not in _SELECT:
         raise ValueError(f"unknown raw table {name!r}; expected one of {RAW_TABLES}")
     if not table_exists(con, "raw", name):

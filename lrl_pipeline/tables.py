@@ -1,4 +1,4 @@
-"""The pipeline's own tables (schema ``pipeline``): fixed DDL, Arrow writes, nullable reads.
+"""The pipeline's own tables (schema ``pipeline``): fixed DDL, Arrow writes, Arrow-backed reads.
 
 The schema is not called ``lrl``: the default database file is
 ``lrl.duckdb``, whose catalog is named ``lrl``, and DuckDB then refuses
@@ -116,7 +116,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | 
 
 
 def read_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
-    """``pipeline.<name>`` as a nullable-dtype DataFrame; ``LookupError`` when it has not been built yet."""
+    """``pipeline.<name>`` as an Arrow-backed DataFrame (NULL is ``pd.NA``); ``LookupError`` when it has not been built yet."""
     name = _checked(name)
     if not table_exists(con, "pipeline", name):
         raise LookupError(f"table pipeline.{name} does not exist yet: run `lrl retrain` first")

@@ -92,6 +92,8 @@ feature matrix."""
 def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]]:
     """``keys`` in order, cut into groups of at most ``HEAD_BATCH_ROWS`` raw exposure rows
     (an experiment larger than that is a group of its own)."""
+    if len(keys) == 1:  # a newly launched experiment: no need to count
+        return [keys]
     with database.connect() as con:
         counts = dict(con.execute(_EXPOSURE_COUNTS, [keys]).fetchall()) if table_exists(con, "raw", "exposures") else {}
     groups, size = [[]], 0

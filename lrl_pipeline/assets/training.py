@@ -37,11 +37,13 @@ class TrainingConfig(dg.Config):
     d: int = Field(default=_DEFAULT.d, description="Embedding dimension of v(x).")
     extractor: str = Field(default=_DEFAULT.extractor, description="'mlp' (two layers, ReLU) or 'linear'.")
     hidden: int = Field(default=_DEFAULT.hidden, description="Hidden width of the MLP extractor.")
-    lr: float = Field(default=_DEFAULT.lr, description="AdamW learning rate.")
+    lr: float = Field(default=_DEFAULT.lr, description="Adam learning rate (halved on validation plateaus).")
     weight_decay: float = Field(default=_DEFAULT.weight_decay)
     batch_size: int = Field(default=_DEFAULT.batch_size)
     max_epochs: int = Field(default=_DEFAULT.max_epochs, description="Ceiling; early stopping decides.")
-    patience: int = Field(default=_DEFAULT.patience, description="Epochs without validation gain before stopping.")
+    patience: int = Field(default=_DEFAULT.patience,
+                          description="Patience of early stopping, in optimizer steps expressed as epochs of "
+                                      "the smallest data sets (see LRLConfig.patience).")
     seed: int = Field(default=_DEFAULT.seed)
 
     def lrl_config(self) -> LRLConfig:
