@@ -158,8 +158,9 @@ def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray,
     ``(n, 0)``), ``X (n, p)`` float32 prepared features in ``pooled.unit_ids``
     order and ``split (n,)`` int8 per unit (0 train, 1 validation, 2 test).
     """
-    unit_ids, X = _prepared_matrix(con)
+    unit_ids = con.sql("SELECT unit_id FROM pipeline.unit_features").to_arrow_table()
     examples = read_table(con, "training_examples")
+    # Pooled first: its temporaries (millions of outcome rows) are gone before the matrix arrives.
     pooled = build_pooled_data(ValidationResult(
         unit_features=arrow_to_pandas(unit_ids),
         experiments=read_table(con, "valid_experiments"),
@@ -167,29 +168,34 @@ def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray,
         outcomes=read_table(con, "valid_outcomes"),
         quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
     ))
-    return pooled, X, split_by_unit(pooled.unit_ids)
+    del examples
+    return pooled, _prepared_matrix(con, unit_ids.column(0)), split_by_unit(pooled.unit_ids)
 
 
-def _prepared_matrix(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, np.ndarray]:
-    """``pipeline.unit_features`` as its ``unit_id`` column and one float32 matrix of the rest,
-    filled batch by batch.
+def _prepared_matrix(con: duckdb.DuckDBPyConnection, unit_ids: pa.ChunkedArray) -> np.ndarray:
+    """``pipeline.unit_features`` without ``unit_id`` as one float32 matrix, filled batch by batch.
 
-    Streaming keeps memory at the matrix itself (an Arrow copy of the whole
-    table would double it); prepared features have no NULLs, and going
-    through pandas would widen every float32 column to float64.
+    Streaming keeps memory at the matrix itself: an Arrow copy of the whole
+    table would double it (and DuckDB's exported batches stay alive as long
+    as any of their columns does, so nothing of a batch is kept). Prepared
+    features have no NULLs; going through pandas would widen every float32
+    column to float64. Each batch's ``unit_id`` must match ``unit_ids``, the
+    order the caller pooled the rows in.
     """
-    n = con.execute("SELECT count(*) FROM pipeline.unit_features").fetchall()[0][0]
+    n = len(unit_ids)
     reader = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_reader(PREPARED_BATCH_ROWS)
     X = np.empty((n, len(reader.schema) - 1), dtype=np.float32)
-    ids, start = [], 0
+    start = 0
     for batch in reader:
-        ids.append(batch.column(0))
+        expected = unit_ids.slice(start, batch.num_rows)
+        if start + batch.num_rows > n or not pa.chunked_array([batch.column(0)]).equals(expected):
+            raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
         for j, column in enumerate(batch.columns[1:]):
             X[start:start + batch.num_rows, j] = column.to_numpy()
         start += batch.num_rows
     if start != n:
-        raise RuntimeError(f"pipeline.unit_features changed while it was read ({start} of {n} rows)")
-    return pa.table({"unit_id": pa.chunked_array(ids, type=reader.schema.field(0).type)}), X
+        raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
+    return X
 
 
 def split_rows(pooled: PooledData, split: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

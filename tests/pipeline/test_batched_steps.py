@@ -49,3 +49,18 @@ def test_prepared_features_written_and_read_in_small_batches_are_unchanged(pipel
     np.testing.assert_array_equal(X_again, X)
     np.testing.assert_array_equal(again.unit_ids, pooled.unit_ids)
     np.testing.assert_array_equal(split_again, split)
+
+
+def test_prepared_features_that_no_longer_match_the_pooled_units_are_refused(pipeline, monkeypatch):
+    # The matrix is streamed separately from the unit ids the rows were pooled on; a table that
+    # changed in between must not silently give units the wrong features.
+    import pyarrow as pa
+    import pytest
+
+    monkeypatch.setattr(tables, "PREPARED_BATCH_ROWS", 5)
+    with LRLDatabase(path=str(pipeline.db)).connect(read_only=True) as con:
+        ids = con.sql("SELECT unit_id FROM pipeline.unit_features").to_arrow_table().column(0)
+        assert tables._prepared_matrix(con, ids).shape[0] == len(ids)
+        for changed in (pa.chunked_array([ids.to_numpy()[::-1].copy()]), ids.slice(0, len(ids) - 1)):
+            with pytest.raises(RuntimeError, match="changed while it was read"):
+                tables._prepared_matrix(con, changed)
