@@ -19,7 +19,7 @@ from lrl_core.data import ValidationResult, build_pooled_data, PooledData, split
 from lrl_pipeline.raw import arrow_to_pandas, table_exists
 
 __all__ = [
-    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "insert_rows", "read_table",
+    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "replace_table_with", "insert_rows", "read_table",
     "load_validated", "load_pooled", "split_rows", "metric_scale", "column_scale", "quarantine_rows", "utc_now",
 ]
 
@@ -72,19 +72,12 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS pipeline.{name} ({columns})")
 
 
-def _as_arrow(rows: pd.DataFrame | pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
-    if isinstance(rows, (pa.Table, pa.RecordBatchReader)):
-        return rows
-    return pa.Table.from_pandas(rows, preserve_index=False)
+def _as_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, name: str,
-                  rows: pd.DataFrame | pa.Table | pa.RecordBatchReader) -> int:
-    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count.
-
-    A ``RecordBatchReader`` is consumed as DuckDB writes, so a large table
-    never has to exist whole in memory.
-    """
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
+    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count."""
     name = _checked(name)
     incoming = _as_arrow(rows)
     con.register("_lrl_rows", incoming)
@@ -96,9 +89,18 @@ def replace_table(con: duckdb.DuckDBPyConnection, name: str,
             con.execute(f"CREATE OR REPLACE TABLE pipeline.{name} AS SELECT * FROM _lrl_rows")
     finally:
         con.unregister("_lrl_rows")
-    if isinstance(incoming, pa.RecordBatchReader):
-        return con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
     return incoming.num_rows
+
+
+def replace_table_with(con: duckdb.DuckDBPyConnection, name: str, relation: duckdb.DuckDBPyRelation) -> int:
+    """Replace the flexible table ``pipeline.<name>`` with a relation of ``con``, computed inside DuckDB
+    (nothing passes through Python); returns the row count."""
+    name = _checked(name)
+    if name in FIXED_TABLES:
+        raise ValueError(f"replace_table_with is for flexible tables, not {name!r}")
+    con.execute(f"DROP TABLE IF EXISTS pipeline.{name}")
+    relation.create(f"pipeline.{name}")
+    return con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:

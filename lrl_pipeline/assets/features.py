@@ -13,41 +13,13 @@ import time
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from lrl_core.data import SPLIT_NAMES, build_pooled_data, column_as_float, split_by_unit
-from lrl_core.features import FeatureTransform
+from lrl_core.data import SPLIT_NAMES, build_pooled_data, split_by_unit
+from lrl_pipeline.prepare import fit_transform, prepared_relation
 from lrl_pipeline.resources import LRLDatabase
-from lrl_pipeline.tables import ensure_schema, load_validated, read_table, replace_table, utc_now
+from lrl_pipeline.tables import ensure_schema, load_validated, replace_table, replace_table_with, utc_now
 
 GROUP = "features"
-
-
-PREPARE_ROWS = 262_144
-"""Units prepared and written per Arrow batch: bounds memory to the valid table plus one batch."""
-
-
-def _arrow_column(series: pd.Series) -> pa.Array:
-    column = pa.Array.from_pandas(series)
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
-def _prepared_batches(frame: pd.DataFrame, transform: FeatureTransform) -> pa.RecordBatchReader:
-    """The prepared features of ``frame`` (``unit_id`` first), produced batch by batch as DuckDB reads them."""
-    names = ["unit_id", *transform.output_names_]
-    first = transform.transform_frame(frame.iloc[:0])
-    schema = pa.schema([pa.field("unit_id", _arrow_column(frame["unit_id"].iloc[:0]).type),
-                        *(pa.field(name, pa.from_numpy_dtype(first.dtype)) for name in names[1:])])
-
-    def batches():
-        for start in range(0, len(frame), PREPARE_ROWS):
-            rows = frame.iloc[start:start + PREPARE_ROWS]
-            prepared = transform.transform_frame(rows)
-            yield pa.RecordBatch.from_arrays(
-                [_arrow_column(rows["unit_id"]), *(prepared[:, j] for j in range(prepared.shape[1]))],
-                schema=schema)
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb", "python"}, pool="duckdb", code_version="1",
@@ -56,26 +28,23 @@ def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> d
     """Imputed, standardised features with missing indicators (pipeline.unit_features); the transform
     is kept in pipeline.feature_transform and saved with the model that is trained on it."""
     with database.connect() as con:
-        frame = read_table(con, "valid_unit_features")
-        names = [str(c) for c in frame.columns if c != "unit_id"]
-        train = split_by_unit(frame["unit_id"].to_numpy(dtype=object)) == 0
         start = time.perf_counter()
-        transform = FeatureTransform().fit_columns(
-            (column_as_float(frame[name])[0][train] for name in names), names)
+        transform, n_train = fit_transform(con)
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
-        n = replace_table(con, "unit_features", _prepared_batches(frame, transform))
+        n = replace_table_with(con, "unit_features", prepared_relation(con, transform))
         seconds = time.perf_counter() - start
         replace_table(con, "feature_transform", pd.DataFrame({
-            "fitted_at": [utc_now()], "n_units": [int(train.sum())],
+            "fitted_at": [utc_now()], "n_units": [n_train],
             "transform_json": [json.dumps(transform.to_dict())]}))
         con.execute("COMMIT")
+    names = transform.feature_names_
     return dg.MaterializeResult(metadata={
         "dagster/row_count": n,
         "raw_features": len(names),
         "prepared_columns": transform.n_features_out_,
         "missing_indicators": int(transform.has_missing_.sum()),
-        "fitted_on_units": int(train.sum()),
+        "fitted_on_units": n_train,
         "transform_and_write_seconds": round(seconds, 3),
     })
 

@@ -1,10 +1,14 @@
 """The steps that work in batches to bound memory at scale give what one batch gives."""
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+
+from lrl_core.features import FeatureTransform
 
 from lrl_pipeline.assets import features, heads
 from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
@@ -36,19 +40,29 @@ def test_heads_fitted_in_groups_equal_heads_fitted_at_once(pipeline, monkeypatch
             np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float), rtol=1e-9)
 
 
-def test_prepared_features_written_and_read_in_small_batches_are_unchanged(pipeline, monkeypatch):
+def test_prepared_table_equals_the_transform_bit_for_bit(pipeline, monkeypatch):
+    # DuckDB computes pipeline.unit_features; scoring and new experiments use FeatureTransform in
+    # numpy. Both must agree exactly, NULLs (imputed, with indicators) and clipped values included.
     database = LRLDatabase(path=str(pipeline.db))
-    with database.connect(read_only=True) as con:
-        pooled, X, split = tables.load_pooled(con)
-    monkeypatch.setattr(features, "PREPARE_ROWS", 7)
-    monkeypatch.setattr(tables, "PREPARED_BATCH_ROWS", 5)
+    with database.connect() as con:
+        con.execute("UPDATE pipeline.valid_unit_features SET x0 = 1e6 WHERE unit_id = "
+                    "(SELECT min(unit_id) FROM pipeline.valid_unit_features)")
     features.unit_features(context=dg.build_asset_context(), database=database)
     with database.connect(read_only=True) as con:
-        again, X_again, split_again = tables.load_pooled(con)
-    assert X.shape[0] == pooled.n_units > 7 * 5
-    np.testing.assert_array_equal(X_again, X)
-    np.testing.assert_array_equal(again.unit_ids, pooled.unit_ids)
-    np.testing.assert_array_equal(split_again, split)
+        valid = tables.read_table(con, "valid_unit_features")
+        prepared = tables.read_table(con, "unit_features")
+        transform = FeatureTransform.from_dict(json.loads(
+            tables.read_table(con, "feature_transform")["transform_json"].iloc[0]))
+        monkeypatch.setattr(tables, "PREPARED_BATCH_ROWS", 5)
+        pooled, X, _ = tables.load_pooled(con)
+    expected = transform.transform_frame(valid)
+    assert transform.has_missing_.any() and (expected == transform.clip).any()
+    assert list(prepared.columns) == ["unit_id", *transform.output_names_]
+    np.testing.assert_array_equal(prepared.drop(columns="unit_id").to_numpy(dtype=np.float32), expected)
+    np.testing.assert_array_equal(prepared["unit_id"].to_numpy(), valid["unit_id"].to_numpy())
+    # Streamed back in batches of 5 rows, in the same order.
+    assert X.shape[0] == pooled.n_units > 5 * 5
+    np.testing.assert_array_equal(X, expected)
 
 
 def test_prepared_features_that_no_longer_match_the_pooled_units_are_refused(pipeline, monkeypatch):

@@ -1,0 +1,78 @@
+"""Feature preparation inside DuckDB: fit the transform column by column, compute the table in SQL.
+
+At the paper's scale the valid feature table is 5.3M x 142; neither it nor
+the prepared table ever passes through Python whole. Helpers of the
+``unit_features`` asset, kept apart from the asset module because that one
+cannot postpone its annotations (Dagster reads them), and DuckDB's types
+held in module-level annotations are reported as leaked at interpreter exit.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from lrl_core.data import column_as_float, split_by_unit
+from lrl_core.features import FeatureTransform
+from lrl_pipeline.raw import arrow_to_pandas, table_exists
+
+__all__ = ["fit_transform", "prepared_relation"]
+
+
+def _training_columns(con: duckdb.DuckDBPyConnection, names: list[str], unit_ids: pa.ChunkedArray,
+                      train: np.ndarray) -> Iterator[np.ndarray]:
+    """Each feature of ``pipeline.valid_unit_features`` on the training units, one column read at a time.
+
+    One column in memory instead of the table (3 GB of float32 at the paper's
+    scale); ``unit_id`` comes along to prove the rows are in ``unit_ids``' order.
+    """
+    table = con.table("pipeline.valid_unit_features")
+    for name in names:
+        columns = table.select(duckdb.ColumnExpression("unit_id"), duckdb.ColumnExpression(name)).to_arrow_table()
+        if not columns.column(0).equals(unit_ids):
+            raise RuntimeError("pipeline.valid_unit_features changed while it was read: rerun the retrain")
+        yield column_as_float(arrow_to_pandas(columns.select([1])).iloc[:, 0])[0][train]
+
+
+def fit_transform(con: duckdb.DuckDBPyConnection) -> tuple[FeatureTransform, int]:
+    """The feature transform fitted on the training units of ``pipeline.valid_unit_features``, and their count."""
+    if not table_exists(con, "pipeline", "valid_unit_features"):
+        raise LookupError("table pipeline.valid_unit_features does not exist yet: run `lrl retrain` first")
+    valid = con.table("pipeline.valid_unit_features")
+    names = [str(c) for c in valid.columns if c != "unit_id"]
+    unit_ids = valid.select(duckdb.ColumnExpression("unit_id")).to_arrow_table().column(0)
+    train = split_by_unit(unit_ids.to_numpy(zero_copy_only=False)) == 0
+    return FeatureTransform().fit_columns(_training_columns(con, names, unit_ids, train), names), int(train.sum())
+
+
+def prepared_relation(con: duckdb.DuckDBPyConnection, transform: FeatureTransform) -> duckdb.DuckDBPyRelation:
+    """``unit_id`` and the prepared features of every valid unit, as a DuckDB relation (nothing computed yet)."""
+    return con.table("pipeline.valid_unit_features").select(
+        duckdb.ColumnExpression("unit_id"), *_prepared_columns(transform))
+
+
+def _prepared_columns(transform: FeatureTransform) -> list[duckdb.Expression]:
+    """``FeatureTransform.transform`` as DuckDB expressions over the raw feature columns.
+
+    The same float64 operations in the same order (impute the median, subtract
+    the mean, divide by the scale, clip, round to float32; indicators 1.0 where
+    NULL), so the table equals ``transform_frame`` bit for bit (tested), while
+    DuckDB computes and writes it in parallel without the table passing
+    through Python: at 5.3M units x 142 features, 40 s instead of 80 s.
+    """
+    column, constant = duckdb.ColumnExpression, duckdb.ConstantExpression
+    prepared = []
+    for name, median, mean, scale in zip(transform.feature_names_, transform.median_, transform.mean_,
+                                         transform.scale_):
+        raw = duckdb.CoalesceOperator(column(name).cast("DOUBLE"), constant(float(median)))
+        z = (raw - constant(float(mean))) / constant(float(scale))
+        clipped = duckdb.FunctionExpression(
+            "least", duckdb.FunctionExpression("greatest", z, constant(-float(transform.clip))),
+            constant(float(transform.clip)))
+        prepared.append(clipped.cast("FLOAT").alias(name))
+    for name, gap in zip(transform.feature_names_, transform.has_missing_):
+        if gap:
+            prepared.append(column(name).isnull().cast("FLOAT").alias(f"{name}__missing"))
+    return prepared
