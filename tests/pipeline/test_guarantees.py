@@ -367,6 +367,11 @@ def test_scheduled_retrain_update_score_and_sensor_at_once_all_succeed(pipeline,
     home.mkdir()
     env = {key: value for key, value in os.environ.items() if key not in ("LRL_ARTIFACTS_DIR", "LRL_DUCKDB_PATH")}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO))
+    # The instance's storage exists before anything runs at once, as it does wherever the daemon has
+    # ever run: two processes creating the SQLite storage of a brand-new home race in Dagster itself.
+    subprocess.run([sys.executable, "-c", "import dagster; i = dagster.DagsterInstance.get(); "
+                    "i.get_runs(limit=1); i.get_asset_keys(); i.all_instigator_state()"],
+                   env=env, check=True, capture_output=True)
     commands = {
         "retrain": [sys.executable, "-c", _CHILD_SCHEDULED_RETRAIN, str(pipeline.db), str(pipeline.artifacts)],
         "update": [sys.executable, "-m", "lrl_pipeline.cli", "update", "--db", str(pipeline.db)],
