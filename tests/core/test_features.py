@@ -114,7 +114,7 @@ def test_unfitted_and_shape_errors():
         FeatureTransform().fit(np.zeros((2, 2)), ["a", "a"])
 
 
-def test_fit_columns_matches_fit_and_float32_is_not_widened():
+def test_fit_columns_matches_fit_and_float32_input_transforms_like_float64():
     rng = np.random.default_rng(5)
     raw = rng.normal(3.0, 2.0, size=(500, 4)).astype(np.float32)
     raw[rng.random(raw.shape) < 0.1] = np.nan
