@@ -61,8 +61,9 @@ def _prepared_columns(transform: FeatureTransform) -> list[duckdb.Expression]:
     NULL), so the table equals ``transform_frame`` bit for bit (tested), while
     DuckDB computes and writes it in parallel without the table passing
     through Python. At 5.3M units x 142 features (``benchmarks/scale.py
-    --scale 1``) the ``unit_features`` step took 67 s and 4.55 GB, 35 s of it
-    this table, against 80 s and 6.06 GB when Python prepared it in batches.
+    --scale 1``) ``unit_features`` took 67 s (35 s of it this table) and the
+    features process peaked at 4.55 GB, against 80 s and 6.06 GB when Python
+    prepared the table in batches.
     """
     column, constant = duckdb.ColumnExpression, duckdb.ConstantExpression
     prepared = []
