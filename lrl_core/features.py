@@ -130,10 +130,18 @@ class FeatureTransform:
         out[:, :m] = z
         out[:, m:] = missing[:, self.has_missing_]
 
+    def unused_columns(self, frame: pd.DataFrame) -> list[str]:
+        """Columns of ``frame`` other than ``unit_id`` that were not fitted on (:meth:`transform_frame` ignores them)."""
+        self._check_fitted()
+        fitted = set(self.feature_names_)
+        return [str(c) for c in frame.columns if c != "unit_id" and c not in fitted]
+
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Prepared features of a DataFrame with ``unit_id`` and the fitted feature columns.
 
-        Columns may come in any order. Feature NULLs are imputed like NaN.
+        Columns may come in any order. Columns that were not fitted on (a raw
+        column training left out, such as a non-numeric one) are ignored; see
+        :meth:`unused_columns`. Feature NULLs are imputed like NaN.
 
         Returns
         -------
@@ -142,18 +150,15 @@ class FeatureTransform:
         Raises
         ------
         ValueError
-            Naming every missing and every unexpected column, every
-            non-numeric column, or the columns and units with non-finite values.
+            Naming every missing fitted column, every non-numeric fitted
+            column, or the columns and units with non-finite values.
         """
         self._check_fitted()
         if "unit_id" not in frame.columns:
             raise ValueError("the frame has no 'unit_id' column")
-        columns = [c for c in frame.columns if c != "unit_id"]
-        missing = [name for name in self.feature_names_ if name not in columns]
-        unexpected = [str(c) for c in columns if c not in self.feature_names_]
-        if missing or unexpected:
-            raise ValueError(
-                f"feature columns do not match the fitted model: missing {missing}, unexpected {unexpected}")
+        missing = [name for name in self.feature_names_ if name not in frame.columns]
+        if missing:
+            raise ValueError(f"missing feature columns {missing} that the model was fitted on")
         non_numeric = [f"{name!r} ({frame[name].dtype})" for name in self.feature_names_
                        if not pd.api.types.is_numeric_dtype(frame[name].dtype)]
         if non_numeric:

@@ -220,9 +220,13 @@ def cmd_score(args: argparse.Namespace) -> None:
     if "unit_id" not in units.columns:
         raise CLIError(f"{source} has no unit_id column: give unit_id plus the feature columns of raw.unit_features")
     scores = _runner().score_units(db, paths.artifacts_dir(db), units)
+    # Not written into the file: pandas would store attrs in the parquet metadata.
+    ignored = scores.attrs.pop("ignored_columns", [])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
+    if ignored:
+        print(f"Ignored {len(ignored)} column(s) the model left out: {', '.join(ignored)}")
     print(f"Wrote {len(scores)} CATE rows ({units['unit_id'].nunique()} units, "
           f"{scores['experiment_id'].nunique()} experiments, {scores['metric'].nunique()} metrics) to {out}")
 

@@ -28,9 +28,13 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     """CATE of every given unit for every stored experiment head, on the extractor it was fitted on.
 
     ``units``: ``unit_id`` plus the feature columns of ``raw.unit_features``
-    (NULL/NaN = missing). Returns long form :data:`SCORE_COLUMNS`, one row per
-    unit, experiment, treated arm and metric: ``cate`` float64 (never NaN),
-    ``cate_se`` nullable Float64 (``<NA>`` where no standard error is known).
+    (NULL/NaN = missing); columns the model left out (those training
+    quarantined) are ignored, and a feature column the model needs that is
+    absent is an error naming it. Returns long form :data:`SCORE_COLUMNS`, one
+    row per unit, experiment, treated arm and metric: ``cate`` float64 (never
+    NaN), ``cate_se`` nullable Float64 (``<NA>`` where no standard error is
+    known); its ``attrs["ignored_columns"]`` lists the columns of ``units`` that
+    no extractor used.
     Heads are normally all on the current extractor; while a retrain's refit is
     under way, an experiment not yet refitted is scored with its previous
     extractor (pruning keeps every version a head uses), so scoring in the middle
@@ -50,8 +54,11 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     if heads.empty:
         raise PipelineError(f"no experiment heads on a saved extractor in {artifacts}: run `lrl update`")
     parts = []
+    ignored = [str(c) for c in units.columns if c != "unit_id"]
     for version, records in heads.groupby("extractor_version", sort=True):
         model = store.load(version)
+        unused = set(model.transform.unused_columns(units))
+        ignored = [c for c in ignored if c in unused]
         try:
             V = model.learner.transform(model.transform.transform_frame(units))
         except ValueError as error:
@@ -59,8 +66,10 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
         with one_blas_thread():
             parts.extend(_score_experiment(units["unit_id"].to_numpy(), V, experiment_id, rows)
                          for experiment_id, rows in records.groupby("experiment_id", sort=True))
-    return pd.concat(parts, ignore_index=True).sort_values(
+    scores = pd.concat(parts, ignore_index=True).sort_values(
         ["experiment_id"], kind="stable", ignore_index=True)[SCORE_COLUMNS]
+    scores.attrs["ignored_columns"] = ignored
+    return scores
 
 
 def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, records: pd.DataFrame) -> pd.DataFrame:

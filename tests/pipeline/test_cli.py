@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,8 +24,8 @@ import pytest
 
 from lrl_core.artifacts import ArtifactStore
 from lrl_core.synthetic import nonlinear_synthetic
-from lrl_pipeline import cli, runner
-from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline import cli, paths, runner
+from lrl_pipeline.raw import read_raw_table, write_raw_tables
 from lrl_pipeline.resources import LRLDatabase
 
 FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
@@ -120,6 +122,34 @@ def test_score_names_a_missing_feature_column(cli_env, updated, tmp_path, capsys
     assert code == 1
     assert "x2" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_score_takes_the_columns_of_raw_unit_features_when_training_left_one_out(
+        cli_env, tiny_raw, fast_run_config, tmp_path, capsys):
+    # CONTRACT.md: units carry raw.unit_features' columns; those the model left out are ignored.
+    features = tiny_raw["unit_features"]
+    tables = {**tiny_raw, "unit_features": features.assign(plan_tier=np.where(features.index % 3, "free", "gold"))}
+    db = tmp_path / "lrl.duckdb"
+    write_raw_tables(db, tables)
+    with dg.instance_for_test() as instance:
+        runner.run_retrain(db, paths.artifacts_dir(db), progress=lambda _: None, instance=instance,
+                           run_config=fast_run_config)
+    with duckdb.connect(str(db), read_only=True) as con:
+        reasons = con.execute("SELECT reason FROM pipeline.quarantine WHERE column_name = 'plan_tier'").fetchall()
+        units = read_raw_table(con, "unit_features").iloc[::40].reset_index(drop=True)
+    assert reasons and "non-numeric feature column 'plan_tier'" in reasons[0][0]
+    assert "plan_tier" in units.columns and units.drop(columns="unit_id").isna().any().any()
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    out = tmp_path / "scores.parquet"
+
+    assert cli.main(["score", "--db", str(db), "--units", str(tmp_path / "units.parquet"), "--out", str(out)]) == 0
+
+    assert "Ignored 1 column(s) the model left out: plan_tier" in capsys.readouterr().out
+    scores = pd.read_parquet(out)
+    assert list(scores.columns) == SCORE_COLUMNS
+    # One row per unit x experiment x treated arm x metric: 4 experiments, one treated arm each, 2 metrics.
+    assert set(scores["unit_id"]) == set(units["unit_id"]) and len(scores) == len(units) * 4 * 1 * 2
+    assert np.isfinite(scores["cate"].to_numpy(dtype=float)).all()
 
 
 @pytest.mark.parametrize("command", [["retrain"], ["update"], ["report"],

@@ -220,14 +220,17 @@ def test_empty_raw_tables_fail_with_a_clear_error_and_keep_the_model(pipeline, t
     assert ArtifactStore(pipeline.artifacts).current_version() == version
 
 
-def test_score_rejects_missing_and_extra_feature_columns_by_name(pipeline, tiny_raw):
+def test_score_rejects_missing_feature_columns_by_name_and_ignores_extra_ones(pipeline, tiny_raw):
     units = tiny_raw["unit_features"].head(5)
-    with pytest.raises(PipelineError, match="missing \\['x3'\\]"):
+    with pytest.raises(PipelineError, match="missing feature columns \\['x3'\\]"):
         score_units(pipeline.db, pipeline.artifacts, units.drop(columns=["x3"]))
-    with pytest.raises(PipelineError, match="unexpected \\['surprise'\\]"):
-        score_units(pipeline.db, pipeline.artifacts, units.assign(surprise=1.0))
     scores = score_units(pipeline.db, pipeline.artifacts, units)
     assert np.isfinite(scores["cate"]).all() and set(scores["unit_id"]) == set(units["unit_id"])
+    assert scores.attrs["ignored_columns"] == []
+    # CONTRACT.md: columns the model left out are ignored.
+    extra = score_units(pipeline.db, pipeline.artifacts, units.assign(surprise=1.0, plan_tier="gold"))
+    pd.testing.assert_frame_equal(extra, scores)
+    assert extra.attrs["ignored_columns"] == ["surprise", "plan_tier"]
 
 
 # ---------------------------------------------------------------------------------- crashes
