@@ -45,6 +45,8 @@ from tqdm.auto import tqdm
 
 from .config import LRLConfig
 from .model import LowRankNet, arm_pages
+from .selection import candidate_configs, successive_halving
+from .uncertainty import jackknife_cate_variance
 
 __all__ = ["LRLearner", "resolve_device"]
 
@@ -122,6 +124,127 @@ def _holdout_units(units: np.ndarray, fraction: float, rng: np.random.Generator)
     return np.isin(units, rng.choice(distinct, size=n_val, replace=False))
 
 
+def patience_epochs(config: LRLConfig, steps_per_epoch: int) -> int:
+    """Epochs without validation improvement before stopping, for epochs of ``steps_per_epoch`` steps.
+
+    ``ceil(patience * min_steps_per_epoch / steps_per_epoch)``, at least
+    ``min_patience`` and at most ``patience`` (see :class:`lrl_core.config.LRLConfig`).
+    """
+    by_steps = math.ceil(config.patience * config.min_steps_per_epoch / max(steps_per_epoch, 1))
+    return max(1, min(config.patience, max(config.min_patience, by_steps)))
+
+
+def _squared_error(model: LowRankNet, data: _Batches, b: int) -> torch.Tensor:
+    """Summed squared error of batch ``b`` over its observed entries (a 0-d tensor)."""
+    s, e = data.bounds[b]
+    x = torch.index_select(data.features, 0, data.rows[s:e], out=data.buffer[: e - s])
+    v = model.embed(x.to(data.y.device))
+    pred = model.paged_outcomes(v, data.slots[s:e], data.page_arms[b], data.page_rows)
+    return (data.mask[s:e] * (pred - data.y[s:e]).square()).sum()
+
+
+@torch.no_grad()
+def _mean_squared_error(model: LowRankNet, data: _Batches) -> float:
+    total = torch.zeros((), device=data.y.device)
+    for b in range(len(data.bounds)):
+        total += _squared_error(model, data, b)
+    return total.item() / data.n_observed
+
+
+class _Trial:
+    """One configuration's training run, advanced an epoch at a time so that selection can pause it.
+
+    Adam until the validation loss stalls for the patience, halving the
+    learning rate on the way: ``stale`` counts the epochs since the best one;
+    every ``patience // (lr_reductions + 1)`` stale epochs the rate is
+    multiplied by ``lr_factor``; after ``patience`` stale epochs (or
+    ``max_epochs``) the run is done and :meth:`finish` restores the best epoch.
+    """
+
+    def __init__(self, config: LRLConfig, train: _Batches, val: _Batches | None, device: torch.device,
+                 n_features: int, n_arms: int, n_metrics: int, batch_size: int, callback) -> None:
+        self.config, self.train, self.val, self.callback = config, train, val, callback
+        self.label = f"{config.extractor} d={config.d} weight_decay={config.weight_decay:g}"
+        generator = torch.Generator().manual_seed(config.seed)
+        self.model = LowRankNet(
+            n_features, n_arms, n_metrics, config.d, config.extractor, config.hidden, generator=generator
+        ).to(device)
+        self.optimizer = self._optimizer(train.n_observed, device)
+        self.rng = np.random.default_rng(config.seed)
+        self.patience = patience_epochs(config, len(train.bounds))
+        self.lr_every = max(1, self.patience // (config.lr_reductions + 1))
+        width = config.hidden * (n_features + config.d) if config.extractor == "mlp" else n_features * config.d
+        self.threads = 1 if device.type == "cpu" and batch_size * width < SMALL_STEP_MACS else None
+        self.history: list[dict] = []
+        self.best_loss, self.best_state, self.best_epoch, self.stale, self.done = math.inf, None, 0, 0, False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * len(self.train.bounds)
+
+    def _optimizer(self, n_observed: float, device: torch.device) -> torch.optim.Optimizer:
+        """Adam on ``mean squared error + (weight_decay / n_observed) * ||theta||^2``.
+
+        That is the summed objective ``sum (y - y_hat)^2 + weight_decay ||theta||^2``
+        (a fixed Gaussian prior) divided by the number of observed entries, so
+        the penalty fades as data grow, as a prior should. AdamW's decoupled
+        decay was rejected: it shrinks by ``lr * wd`` per *step*, so its pull
+        grows with the steps per epoch, i.e. with the data; measured on
+        planted problems, the AdamW decay that helped at 4,000 rows cost 70%
+        more PEHE at 530,000 rows than no decay at all.
+        """
+        cfg = self.config
+        return torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=2 * cfg.weight_decay / n_observed,
+            fused=device.type == "cuda",
+        )
+
+    def advance_to(self, steps: int) -> None:
+        """Train whole epochs until ``steps`` optimizer steps are done in total, or the run is."""
+        with _intra_op_threads(self.threads):
+            while not self.done and self.steps < steps:
+                self._epoch()
+
+    def finish(self) -> None:
+        """Train to the early stop and restore the best epoch."""
+        self.advance_to(math.inf)
+        self.model.load_state_dict(self.best_state)
+
+    def _epoch(self) -> None:
+        cfg, train, model = self.config, self.train, self.model
+        started = time.perf_counter()
+        total = torch.zeros((), device=train.y.device)
+        for b in self.rng.permutation(len(train.bounds)):
+            squared = _squared_error(model, train, b)
+            self.optimizer.zero_grad(set_to_none=True)
+            (squared / train.observed[b]).backward()
+            self.optimizer.step()
+            total += squared.detach()
+        # One host synchronisation per epoch, never per step.
+        train_loss = total.item() / train.n_observed
+        val_loss = _mean_squared_error(model, self.val) if self.val is not None else train_loss
+        epoch = self.epochs + 1
+        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                  "seconds": time.perf_counter() - started, "candidate": self.label}
+        self.history.append(record)
+        if self.callback is not None:
+            self.callback(record)
+        # A relative tolerance keeps float noise from resetting the patience.
+        if val_loss < self.best_loss * (1 - cfg.tol) or self.best_state is None:
+            self.best_loss, self.stale, self.best_epoch = val_loss, 0, epoch
+            self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        else:
+            self.stale += 1
+            if self.stale % self.lr_every == 0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= cfg.lr_factor
+        self.done = self.stale >= self.patience or epoch >= cfg.max_epochs
+
+
 class LRLearner:
     """The LR-learner: one low-rank model of every arm's outcomes on every metric.
 
@@ -130,9 +253,13 @@ class LRLearner:
 
     Fitted attributes: ``model_`` (on ``device_``), ``n_features_in_``,
     ``n_arms_``, ``n_metrics_``, ``metric_names_``, ``y_mean_`` and ``y_scale_``
-    ``(J,)``, ``history_`` (one dict per epoch: ``epoch``, ``train_loss``,
-    ``val_loss``, ``seconds`` of that epoch), ``best_epoch_``, ``n_epochs_``,
+    ``(J,)``, ``history_`` (one dict per epoch of the chosen configuration: ``epoch``,
+    ``train_loss``, ``val_loss``, ``seconds`` of that epoch, ``candidate``), ``best_epoch_``, ``n_epochs_``,
     ``fit_seconds_``. Losses are mean squared errors of standardised metrics.
+    ``config_`` is the configuration trained: ``config`` with every field it
+    left unset (``None``) chosen on the validation rows by successive halving
+    (:mod:`lrl_core.selection`); ``selection_`` has one row per candidate
+    (empty when nothing was searched). A field set in ``config`` is never searched.
 
     Predictions are float64 numpy arrays (the network computes in float32).
     """
@@ -151,6 +278,7 @@ class LRLearner:
         validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         metric_names: list[str] | None = None,
         callback: Callable[[dict], None] | None = None,
+        controls: np.ndarray | None = None,
     ) -> "LRLearner":
         """Train on exposure rows.
 
@@ -164,7 +292,11 @@ class LRLearner:
             stopping; default: a seeded ``config.val_fraction`` of the units of the
             training rows is held out (all their rows).
         metric_names: ``J`` names, kept as ``metric_names_``; default ``m0, m1, ...``.
-        callback: called with each epoch's history record, e.g. to log progress.
+        callback: called with each epoch's history record of every candidate, e.g. to log progress.
+        controls: ``(G,)`` the control arm of each arm's experiment. Given, and with
+            ``config.interval_refits > 0``, the jackknife of :mod:`lrl_core.uncertainty`
+            sets ``cate_var_ (G, J)`` and ``extractor_var_ (J,)``; otherwise they are
+            NaN and 0 (standard errors then treat ``v`` as known).
         """
         cfg = self.config
         started = time.perf_counter()
@@ -212,16 +344,42 @@ class LRLearner:
                 features, buffer, v_units[v_keep], v_arms[v_keep], v_Y[v_keep], np.arange(n_val), cfg.batch_size
             )
 
-        generator = torch.Generator().manual_seed(cfg.seed)
-        self.model_ = LowRankNet(
-            X.shape[1], n_arms, n_metrics, cfg.d, cfg.extractor, cfg.hidden, generator=generator
-        ).to(self.device_)
-        width = cfg.hidden * (X.shape[1] + cfg.d) if cfg.extractor == "mlp" else X.shape[1] * cfg.d
-        small = self.device_.type == "cpu" and batch_size * width < SMALL_STEP_MACS
-        with _intra_op_threads(1 if small else None):
-            self._train(train, val, rng, callback)
+        bar = tqdm(desc="LR-learner", unit="epoch", file=sys.stderr, disable=not cfg.progress,
+                   mininterval=1.0, delay=2.0, leave=False)
+
+        def on_epoch(record: dict) -> None:
+            bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{record['val_loss']:.4f}", refresh=False)
+            bar.update(1)
+            if callback is not None:
+                callback(record)
+
+        trials = [_Trial(config, train, val, self.device_, X.shape[1], n_arms, n_metrics, batch_size, on_epoch)
+                  for config in candidate_configs(cfg)]
+        try:
+            winner, selection = successive_halving(trials, cfg.selection_rung_steps, len(train.bounds))
+        finally:
+            bar.close()
+        self.selection_ = selection if len(trials) > 1 else []
+        self.config_ = winner.config
+        self.model_ = winner.model
+        self.history_, self.best_epoch_, self.n_epochs_ = winner.history, winner.best_epoch, winner.epochs
+        self.cate_var_, self.extractor_var_ = np.full((n_arms, n_metrics), np.nan), np.zeros(n_metrics)
+        if controls is not None and cfg.interval_refits > 0:
+            refit_config = self.config_.replace(interval_refits=0, max_epochs=self.n_epochs_, progress=False)
+
+            def refit(keep: np.ndarray) -> LRLearner:
+                return LRLearner(refit_config).fit(X, units[keep], arms[keep], Y[keep], n_arms=n_arms,
+                                                   validation=val_rows, metric_names=self.metric_names_)
+
+            jackknife = jackknife_cate_variance(refit, self, X, units, arms, controls, cfg.interval_refits,
+                                                cfg.interval_drop, cfg.seed)
+            self.cate_var_, self.extractor_var_ = jackknife.cate_var, jackknife.extractor_var
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def patience_epochs(self, steps_per_epoch: int) -> int:
+        """:func:`patience_epochs` of this learner's config."""
+        return patience_epochs(self.config, steps_per_epoch)
 
     def _features(self, X: np.ndarray) -> torch.Tensor:
         """``X`` as a tensor without a copy on the CPU; on CUDA, copied to the device once if it fits."""
@@ -260,106 +418,6 @@ class LRLearner:
             observed=[float(per_row[s:e].sum()) for s, e in bounds],
             n_observed=float(per_row.sum()),
         )
-
-    def _squared_error(self, data: _Batches, b: int) -> torch.Tensor:
-        """Summed squared error of batch ``b`` over its observed entries (a 0-d tensor)."""
-        s, e = data.bounds[b]
-        x = torch.index_select(data.features, 0, data.rows[s:e], out=data.buffer[: e - s])
-        v = self.model_.embed(x.to(self.device_))
-        pred = self.model_.paged_outcomes(v, data.slots[s:e], data.page_arms[b], data.page_rows)
-        return (data.mask[s:e] * (pred - data.y[s:e]).square()).sum()
-
-    def _train(self, train: _Batches, val: _Batches | None, rng, callback) -> None:
-        """Adam until the validation loss stalls for the patience; halve the learning rate on the way.
-
-        ``stale`` counts the epochs since the best one. Every ``patience //
-        (lr_reductions + 1)`` stale epochs the learning rate is multiplied by
-        ``lr_factor``; after ``patience`` stale epochs training stops and the
-        best epoch is restored, so a fit always ends ``patience`` epochs after
-        its best.
-        """
-        cfg = self.config
-        model = self.model_
-        optimizer = self._optimizer(train.n_observed)
-        patience = self.patience_epochs(len(train.bounds))
-        lr_every = max(1, patience // (cfg.lr_reductions + 1))
-        self.history_: list[dict] = []
-        best_loss, best_state, stale = math.inf, None, 0
-        bar = tqdm(
-            total=cfg.max_epochs, desc="LR-learner", unit="epoch", file=sys.stderr,
-            disable=not cfg.progress, mininterval=1.0, delay=2.0, leave=False,
-        )
-        try:
-            for epoch in range(1, cfg.max_epochs + 1):
-                started = time.perf_counter()
-                total = torch.zeros((), device=self.device_)
-                for b in rng.permutation(len(train.bounds)):
-                    squared = self._squared_error(train, b)
-                    optimizer.zero_grad(set_to_none=True)
-                    (squared / train.observed[b]).backward()
-                    optimizer.step()
-                    total += squared.detach()
-                # One host synchronisation per epoch, never per step.
-                train_loss = total.item() / train.n_observed
-                val_loss = self._evaluate(val) if val is not None else train_loss
-                record = {
-                    "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                    "seconds": time.perf_counter() - started,
-                }
-                self.history_.append(record)
-                if callback is not None:
-                    callback(record)
-                bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
-                bar.update(1)
-                # A relative tolerance keeps float noise from resetting the patience.
-                if val_loss < best_loss * (1 - cfg.tol) or best_state is None:
-                    best_loss, stale, self.best_epoch_ = val_loss, 0, epoch
-                    best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                else:
-                    stale += 1
-                    if stale >= patience:
-                        break
-                    if stale % lr_every == 0:
-                        for group in optimizer.param_groups:
-                            group["lr"] *= cfg.lr_factor
-        finally:
-            bar.close()
-        model.load_state_dict(best_state)
-        self.n_epochs_ = len(self.history_)
-
-    def patience_epochs(self, steps_per_epoch: int) -> int:
-        """Epochs without validation improvement before stopping, for epochs of ``steps_per_epoch`` steps.
-
-        ``ceil(patience * min_steps_per_epoch / steps_per_epoch)``, at least
-        ``min_patience`` and at most ``patience`` (see :class:`lrl_core.config.LRLConfig`).
-        """
-        cfg = self.config
-        by_steps = math.ceil(cfg.patience * cfg.min_steps_per_epoch / max(steps_per_epoch, 1))
-        return max(1, min(cfg.patience, max(cfg.min_patience, by_steps)))
-
-    def _optimizer(self, n_observed: float) -> torch.optim.Optimizer:
-        """Adam on ``mean squared error + (weight_decay / n_observed) * ||theta||^2``.
-
-        That is the summed objective ``sum (y - y_hat)^2 + weight_decay ||theta||^2``
-        (a fixed Gaussian prior) divided by the number of observed entries, so
-        the penalty fades as data grow, as a prior should. AdamW's decoupled
-        decay was rejected: it shrinks by ``lr * wd`` per *step*, so its pull
-        grows with the steps per epoch, i.e. with the data; measured on
-        planted problems, the AdamW decay that helped at 4,000 rows cost 70%
-        more PEHE at 530,000 rows than no decay at all.
-        """
-        cfg = self.config
-        return torch.optim.Adam(
-            self.model_.parameters(), lr=cfg.lr, weight_decay=2 * cfg.weight_decay / n_observed,
-            fused=self.device_.type == "cuda",
-        )
-
-    @torch.no_grad()
-    def _evaluate(self, data: _Batches) -> float:
-        total = torch.zeros((), device=self.device_)
-        for b in range(len(data.bounds)):
-            total += self._squared_error(data, b)
-        return total.item() / data.n_observed
 
     # ------------------------------------------------------------ predict
     def _check_fitted(self) -> None:
@@ -434,9 +492,13 @@ class LRLearner:
         tensors = {f"model.{k}": t.detach().cpu().contiguous() for k, t in self.model_.state_dict().items()}
         tensors["y_mean"] = torch.from_numpy(np.asarray(self.y_mean_, dtype=np.float64).copy())
         tensors["y_scale"] = torch.from_numpy(np.asarray(self.y_scale_, dtype=np.float64).copy())
+        tensors["cate_var"] = torch.from_numpy(np.asarray(self.cate_var_, dtype=np.float64).copy())
+        tensors["extractor_var"] = torch.from_numpy(np.asarray(self.extractor_var_, dtype=np.float64).copy())
         meta = {
             "format": "lrl.LRLearner/1",
-            "config": self.config.to_dict(),
+            "config": self.config_.to_dict(),
+            "searched_config": self.config.to_dict(),
+            "selection": list(self.selection_),
             "n_features": int(self.n_features_in_),
             "n_arms": int(self.n_arms_),
             "n_metrics": int(self.n_metrics_),
@@ -454,7 +516,9 @@ class LRLearner:
     ) -> "LRLearner":
         """Rebuild a fitted learner from :meth:`to_state` output, on ``device`` (default CPU)."""
         config = LRLConfig.from_dict(meta["config"])
-        learner = cls(config)
+        learner = cls(LRLConfig.from_dict(meta.get("searched_config", meta["config"])))
+        learner.config_ = config
+        learner.selection_ = list(meta.get("selection", []))
         model = LowRankNet(
             meta["n_features"], meta["n_arms"], meta["n_metrics"], config.d, config.extractor, config.hidden
         )
@@ -464,6 +528,11 @@ class LRLearner:
         learner.model_ = model.to(learner.device_)
         learner.y_mean_ = tensors["y_mean"].numpy().astype(np.float64)
         learner.y_scale_ = tensors["y_scale"].numpy().astype(np.float64)
+        # Versions saved before the jackknife have no extractor variance: v treated as known.
+        learner.cate_var_ = (tensors["cate_var"].numpy().astype(np.float64) if "cate_var" in tensors
+                             else np.full((meta["n_arms"], meta["n_metrics"]), np.nan))
+        learner.extractor_var_ = (tensors["extractor_var"].numpy().astype(np.float64) if "extractor_var" in tensors
+                                  else np.zeros(meta["n_metrics"]))
         learner.n_features_in_ = meta["n_features"]
         learner.n_arms_ = meta["n_arms"]
         learner.n_metrics_ = meta["n_metrics"]

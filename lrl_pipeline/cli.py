@@ -85,6 +85,7 @@ def _print_retrain_result(result, extra: pd.DataFrame | None = None) -> None:
     print(f"\nRetrained extractor {result.extractor_version} on {result.n_rows} exposure rows "
           f"from {result.n_experiments} experiments in {result.seconds:.1f} s "
           f"({result.n_quarantined} quarantine rows)")
+    print(f"Model: {result.chosen}")
     _print_summary(result.summary, extra)
 
 

@@ -60,7 +60,7 @@ def read_experiment_rows(con: duckdb.DuckDBPyConnection, experiment_ids: list[st
     if missing:
         raise FeatureMismatch(f"raw.unit_features lacks feature columns {missing} that extractor "
                               f"{model.version} was trained on: retrain (`lrl retrain`)")
-    d = model.learner.config.d
+    d = model.learner.config_.d
     if valid.exposures.empty:
         return ExperimentRows(None, np.empty((0, model.transform.n_features_out_)), np.empty((0, d)),
                               np.empty(0, np.int8), valid.quarantine)

@@ -46,6 +46,8 @@ class RetrainSummary:
     n_quarantined: int
     seconds: float
     summary: pd.DataFrame
+    chosen: str
+    """The configuration model selection trained, in one line."""
 
 
 def _root_message(error) -> str:
@@ -143,8 +145,12 @@ def run_retrain(db: Path, artifacts: Path, *, progress: Callable[[str], None] = 
     with session.connect() as con:
         counts = {name: con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
                   for name in ("valid_experiments", "training_examples", "quarantine")}
+        version = session.store.current_version()
+        chosen = con.execute("SELECT chosen FROM pipeline.extractor_versions WHERE version = ?",
+                             [version]).fetchall()
     return RetrainSummary(
-        extractor_version=session.store.current_version(),
+        extractor_version=version,
+        chosen=chosen[0][0] if chosen and chosen[0][0] else "unknown",
         n_experiments=int(counts["valid_experiments"]),
         n_rows=int(counts["training_examples"]),
         n_quarantined=int(counts["quarantine"]),

@@ -28,7 +28,7 @@ FIXED_TABLES = {
                   "column_name VARCHAR, reason VARCHAR, detected_at TIMESTAMP",
     "experiment_heads": "experiment_id VARCHAR, arm VARCHAR, arm_index BIGINT, metric VARCHAR, kind VARCHAR, "
                         "extractor_version VARCHAR, coef DOUBLE[], cov DOUBLE[], sigma2 DOUBLE, alpha DOUBLE, "
-                        "n BIGINT, fitted_at TIMESTAMP",
+                        "n BIGINT, fitted_at TIMESTAMP, cate_var DOUBLE",
     "evaluation": "model VARCHAR, split VARCHAR, experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, n BIGINT, "
                   "mu_risk DOUBLE, tau_risk DOUBLE, pehe DOUBLE, extractor_version VARCHAR, evaluated_at TIMESTAMP",
     "head_evaluation": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, n BIGINT, "
@@ -38,7 +38,7 @@ FIXED_TABLES = {
                        "mu_risk DOUBLE, tau_risk DOUBLE, pehe DOUBLE, evaluated_at TIMESTAMP",
     "extractor_versions": "version VARCHAR, trained_at TIMESTAMP, n_units BIGINT, n_rows BIGINT, "
                           "n_experiments BIGINT, n_metrics BIGINT, epochs BIGINT, best_val_loss DOUBLE, "
-                          "seconds DOUBLE, device VARCHAR",
+                          "seconds DOUBLE, device VARCHAR, chosen VARCHAR",
     "head_status": "experiment_id VARCHAR, extractor_version VARCHAR, status VARCHAR, detail VARCHAR, "
                    "n_heads BIGINT, updated_at TIMESTAMP",
     "feature_transform": "fitted_at TIMESTAMP, n_units BIGINT, transform_json VARCHAR",
@@ -70,6 +70,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS pipeline")
     for name, columns in FIXED_TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS pipeline.{name} ({columns})")
+        # A database from an older version gains the columns added since (as NULL).
+        for column in columns.split(", "):
+            con.execute(f"ALTER TABLE pipeline.{name} ADD COLUMN IF NOT EXISTS {column}")
 
 
 def _as_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:

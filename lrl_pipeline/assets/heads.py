@@ -33,16 +33,32 @@ _EXPOSURE_COUNTS = ("SELECT CAST(experiment_id AS VARCHAR) AS e, count(*) FROM r
                     "WHERE CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) GROUP BY e")
 
 
-def fit_head(rows: ExperimentRows, experiment_id: str, learner) -> tuple[ExperimentHead, list[str]]:
+def trained_arms(model: LoadedModel, experiment_id: str, arm_names: list[str]) -> np.ndarray | None:
+    """The extractor's global index of each of an experiment's arms (control first), when it was
+    trained on exactly these arms; None for a new experiment or one whose arms changed."""
+    description = model.metadata
+    if experiment_id not in description.get("experiments", []):
+        return None
+    k = description["experiments"].index(experiment_id)
+    known = np.flatnonzero(np.asarray(description["arm_experiment"]) == k)
+    index = {description["arm_names"][g]: g for g in known}
+    if len(known) != len(arm_names) or any(name not in index for name in arm_names):
+        return None
+    return np.array([index[name] for name in arm_names], dtype=np.int64)
+
+
+def fit_head(rows: ExperimentRows, experiment_id: str, model: LoadedModel) -> tuple[ExperimentHead, list[str]]:
     """The head of one valid experiment and its arm names, control first."""
     index, arms = rows.experiment(experiment_id)
     pooled = rows.pooled
     fit = index[rows.split[pooled.row_unit[index]] != 2]
     observed = np.flatnonzero(np.isfinite(pooled.Y[index]).any(axis=0))
+    arm_names = [pooled.arm_names[g] for g in arms]
     head = ExperimentHead().fit(
         rows.V[pooled.row_unit[fit]], pooled.row_arm[fit] - arms[0], pooled.Y[np.ix_(fit, observed)],
-        [pooled.metrics[j] for j in observed], learner, n_arms=len(arms))
-    return head, [pooled.arm_names[g] for g in arms]
+        [pooled.metrics[j] for j in observed], model.learner, n_arms=len(arms),
+        arms=trained_arms(model, experiment_id, arm_names))
+    return head, arm_names
 
 
 def fit_experiment(rows: ExperimentRows, experiment_id: str,
@@ -55,7 +71,7 @@ def fit_experiment(rows: ExperimentRows, experiment_id: str,
     if rows.experiment(experiment_id) is None:
         return None, "quarantined", rows.reasons(experiment_id), 0
     try:
-        head, arm_names = fit_head(rows, experiment_id, model.learner)
+        head, arm_names = fit_head(rows, experiment_id, model)
     except (ValueError, np.linalg.LinAlgError) as error:
         return None, "failed", f"head fit failed: {error}", 0
     units = np.unique(rows.pooled.row_unit[rows.experiment(experiment_id)[0]])

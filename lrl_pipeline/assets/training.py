@@ -8,6 +8,7 @@ to read and to record, never during a fit, so readers are not locked out.
 # resource annotations at definition time to inject them.
 import json
 import time
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -26,24 +27,46 @@ from lrl_pipeline.tables import (
 )
 
 GROUP = "training"
+
+
+def describe_choice(learner: LRLearner) -> str:
+    """One line: the configuration trained, and how it was chosen."""
+    cfg = learner.config_
+    line = f"{cfg.extractor} extractor, d={cfg.d}, weight_decay={cfg.weight_decay:g}"
+    if learner.selection_:
+        line += f" (best validation loss of {len(learner.selection_)} candidates)"
+    return line
+
+
+def selection_markdown(learner: LRLearner) -> str:
+    """The candidates of model selection and their validation losses, as a markdown table."""
+    if not learner.selection_:
+        return "Nothing searched: every searchable field was set."
+    table = pd.DataFrame(learner.selection_).sort_values("val_loss")
+    return table.to_markdown(index=False, floatfmt=".4f")
 KEEP_VERSIONS = 5
 """Extractor versions kept in the artifact store (the current one always is)."""
 _DEFAULT = LRLConfig()
 
 
 class TrainingConfig(dg.Config):
-    """Hyperparameters of the LR-learner; the defaults are ``LRLConfig()``'s."""
+    """Hyperparameters of the LR-learner; the defaults are ``LRLConfig()``'s. The extractor, ``d``
+    and ``weight_decay`` are chosen on the validation split unless set here (a set one is fixed)."""
 
-    d: int = Field(default=_DEFAULT.d, description="Embedding dimension of v(x).")
-    extractor: str = Field(default=_DEFAULT.extractor, description="'mlp' (two layers, ReLU) or 'linear'.")
+    d: Optional[int] = Field(default=_DEFAULT.d, description="Embedding dimension of v(x); unset: chosen.")
+    extractor: Optional[str] = Field(default=_DEFAULT.extractor,
+                                     description="'mlp' (two layers, ReLU) or 'linear'; unset: chosen.")
     hidden: int = Field(default=_DEFAULT.hidden, description="Hidden width of the MLP extractor.")
     lr: float = Field(default=_DEFAULT.lr, description="Adam learning rate (halved on validation plateaus).")
-    weight_decay: float = Field(default=_DEFAULT.weight_decay)
+    weight_decay: Optional[float] = Field(default=_DEFAULT.weight_decay,
+                                          description="L2 penalty of the summed objective; unset: chosen.")
     batch_size: int = Field(default=_DEFAULT.batch_size)
     max_epochs: int = Field(default=_DEFAULT.max_epochs, description="Ceiling; early stopping decides.")
     patience: int = Field(default=_DEFAULT.patience,
                           description="Patience of early stopping, in optimizer steps expressed as epochs of "
                                       "the smallest data sets (see LRLConfig.patience).")
+    interval_refits: int = Field(default=_DEFAULT.interval_refits,
+                                 description="Jackknife refits for the CATE standard errors; 0: none.")
     seed: int = Field(default=_DEFAULT.seed)
 
     def lrl_config(self) -> LRLConfig:
@@ -75,12 +98,13 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
 
     def log_epoch(record: dict) -> None:
         if record["epoch"] == 1 or record["epoch"] % 10 == 0:
-            context.log.info(f"epoch {record['epoch']}: train {record['train_loss']:.4f}, "
+            context.log.info(f"{record['candidate']}, epoch {record['epoch']}: train {record['train_loss']:.4f}, "
                              f"validation {record['val_loss']:.4f}")
 
     learner = LRLearner(config.lrl_config()).fit(
         X, *train, n_arms=pooled.n_arms, validation=val if len(val[0]) else None,
-        metric_names=pooled.metrics, callback=log_epoch)
+        metric_names=pooled.metrics, callback=log_epoch, controls=pooled.control_arm[pooled.arm_experiment])
+    context.log.info(f"chose {describe_choice(learner)}")
     store = artifacts.store()
     version = store.save(learner, transform, {
         "experiments": pooled.experiments, "arm_names": pooled.arm_names,
@@ -98,7 +122,7 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
             "version": version, "trained_at": utc_now(), "n_units": pooled.n_units, "n_rows": pooled.n_rows,
             "n_experiments": len(pooled.experiments), "n_metrics": len(pooled.metrics),
             "epochs": learner.n_epochs_, "best_val_loss": best["val_loss"], "seconds": learner.fit_seconds_,
-            "device": str(learner.device_)}]))
+            "device": str(learner.device_), "chosen": describe_choice(learner)}]))
     return dg.MaterializeResult(
         metadata={
             "extractor_version": version,
@@ -111,6 +135,8 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
             "train_loss": best["train_loss"],
             "validation_loss": best["val_loss"],
             "fit_seconds": round(learner.fit_seconds_, 2),
+            "chosen_config": describe_choice(learner),
+            "model_selection": dg.MetadataValue.md(selection_markdown(learner)),
             "training_curve": dg.MetadataValue.md(
                 figure_to_markdown(training_curves(learner.history_, learner.best_epoch_))),
         },

@@ -34,7 +34,7 @@ def learner():
     X = rng.normal(size=(300, 6)).astype(np.float32)
     arms = rng.integers(0, 4, size=300)
     Y = X[:, :2] * (1 + arms[:, None]) + rng.normal(size=(300, 2))
-    cfg = LRLConfig(d=4, hidden=8, max_epochs=3, progress=False, device="cpu")
+    cfg = LRLConfig(d=4, hidden=8, extractor="mlp", weight_decay=100.0, max_epochs=3, progress=False, device="cpu")
     return LRLearner(cfg).fit(X, np.arange(300), arms, Y, metric_names=["clicks", "revenue"])
 
 

@@ -47,7 +47,7 @@ def learner():
     X = rng.normal(size=(200, 5)).astype(np.float32)
     arms = rng.integers(0, 2, size=200)
     Y = X[:, :2] * (1 + arms[:, None]) + rng.normal(size=(200, 2))
-    cfg = LRLConfig(d=3, hidden=8, max_epochs=2, progress=False, device="cpu")
+    cfg = LRLConfig(d=3, hidden=8, extractor="mlp", weight_decay=100.0, max_epochs=2, progress=False, device="cpu")
     return LRLearner(cfg).fit(X, np.arange(200), arms, Y, metric_names=["a", "b"])
 
 

@@ -145,6 +145,7 @@ def test_experiment_head_mixes_kinds_and_round_trips_through_records():
         metric_operators_=rng.normal(size=(3, d, d)),
         y_mean_=np.array([1.0, 2.0, 3.0]),
         y_scale_=np.array([0.5, 2.0, 1.5]),
+        extractor_var_=np.zeros(3),
     )
     arm = np.repeat([0, 1, 2], 30)
     V = rng.normal(size=(arm.size, d))
@@ -180,7 +181,7 @@ def test_experiment_head_on_a_fitted_learner():
     X = rng.normal(size=(400, 5)).astype(np.float32)
     arms = rng.integers(0, 4, size=400)
     Y = X[:, :2] * (1 + arms[:, None]) + rng.normal(size=(400, 2))
-    cfg = LRLConfig(d=4, hidden=8, max_epochs=2, progress=False, device="cpu")
+    cfg = LRLConfig(d=4, hidden=8, extractor="mlp", weight_decay=100.0, max_epochs=2, progress=False, device="cpu")
     learner = LRLearner(cfg).fit(X, np.arange(400), arms, Y, metric_names=["a", "b"])
 
     X_new = rng.normal(size=(60, 5)).astype(np.float32)

@@ -125,7 +125,7 @@ def ols_t_learner_cate(data) -> np.ndarray:
 
 
 def quick(**changes) -> LRLConfig:
-    return LRLConfig(progress=False, device="cpu").replace(**changes)
+    return LRLConfig(progress=False, device="cpu", extractor="mlp", d=32, weight_decay=100.0).replace(**changes)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_default_lr_learner_beats_ols_t_learners(data, default_fit):
 def test_history_and_early_stopping(default_fit):
     h = default_fit.history_
     assert [r["epoch"] for r in h] == list(range(1, default_fit.n_epochs_ + 1))
-    assert set(h[0]) == {"epoch", "train_loss", "val_loss", "seconds"}
+    assert set(h[0]) == {"epoch", "train_loss", "val_loss", "seconds", "candidate"}
     best = default_fit.best_epoch_
     assert h[best - 1]["val_loss"] == min(r["val_loss"] for r in h[: best])
     stopped_early = default_fit.n_epochs_ < default_fit.config.max_epochs
@@ -168,11 +168,11 @@ def test_prediction_api_shapes_and_consistency(data, default_fit):
     )
     # The CATE is linear in v: y_scale_j * v' A_j (e_arm - e_control).
     V = m.transform(X)
-    assert V.shape == (50, m.config.d)
+    assert V.shape == (50, m.config_.d)
     by_hand = np.einsum("nd,jde,ke->nkj", V, m.metric_operators_, m.effect_embeddings(arms, controls))
     np.testing.assert_allclose(m.predict_cate(X, arms, controls), by_hand * m.y_scale_, rtol=1e-4, atol=1e-4)
     assert m.metric_names_ == ["m0", "m1", "m2"]
-    assert m.arm_embeddings_.shape == (data["G"], m.config.d)
+    assert m.arm_embeddings_.shape == (data["G"], m.config_.d)
     with pytest.raises(ValueError):
         m.predict_outcomes(X, [data["G"]])
 

@@ -12,7 +12,7 @@ from lrl_core.training import LRLearner
 
 
 def quick(**changes) -> LRLConfig:
-    return LRLConfig(d=4, hidden=16, progress=False, device="cpu").replace(**changes)
+    return LRLConfig(d=4, hidden=16, extractor="mlp", weight_decay=100.0, progress=False, device="cpu").replace(**changes)
 
 
 @pytest.fixture(scope="module")
