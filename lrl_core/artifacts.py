@@ -53,7 +53,7 @@ class Transform(Protocol):
 class LoadedModel:
     """A loaded version: the fitted learner, its feature transform, the saved metadata."""
 
-    learner: LRLearner
+    learner: Any  # the store's learner_type, an LRLearner by default
     transform: Any
     metadata: dict
     version: str
@@ -95,11 +95,17 @@ class ArtifactStore:
         :class:`lrl_core.features.FeatureTransform`. The class is fixed by the
         caller, never read from the artifact, so loading runs no code named by
         a file.
+    learner_type:
+        Class whose ``from_state(tensors, meta, device=...)`` rebuilds what was
+        saved with its ``to_state()``; default :class:`~lrl_core.training.LRLearner`
+        (the pipeline also keeps its T-learners, :class:`~lrl_core.baselines.TLearners`).
     """
 
-    def __init__(self, root: str | os.PathLike, transform_type: type | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, transform_type: type | None = None,
+                 learner_type: type = LRLearner) -> None:
         self.root = Path(root)
         self.transform_type = transform_type
+        self.learner_type = learner_type
 
     @property
     def _versions_dir(self) -> Path:
@@ -114,7 +120,7 @@ class ArtifactStore:
 
     # ---------------------------------------------------------------- write
     def save(
-        self, learner: LRLearner, transform: Transform | None, metadata: dict | None = None, make_current: bool = True
+        self, learner, transform: Transform | None, metadata: dict | None = None, make_current: bool = True
     ) -> str:
         """Write a new version atomically and (by default) make it current; returns its name."""
         tensors, learner_meta = learner.to_state()
@@ -196,7 +202,7 @@ class ArtifactStore:
         document = json.loads((path / _MODEL).read_text(encoding="utf-8"))
         if document.get("format") != FORMAT:
             raise ValueError(f"{path / _MODEL} has unknown format {document.get('format')!r}")
-        learner = LRLearner.from_state(load_file(str(path / _WEIGHTS)), document["learner"], device=device)
+        learner = self.learner_type.from_state(load_file(str(path / _WEIGHTS)), document["learner"], device=device)
         transform = None
         if document["transform"] is not None:
             transform = self._transform_type().from_dict(document["transform"])

@@ -14,9 +14,10 @@ no observed outcome has no model, and its predictions are NaN.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-__all__ = ["OLSTLearner", "XGBTLearner"]
+__all__ = ["OLSTLearner", "XGBTLearner", "TLearners"]
 
 
 def _check_fit_inputs(X, units, arms, Y, n_arms):
@@ -169,6 +170,21 @@ class OLSTLearner(_TLearner):
         self.n_features_in_ = p
         return self
 
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Tensors and plain-JSON metadata of the fitted learner (see :meth:`from_state`)."""
+        tensors = {"coef": torch.from_numpy(self.coef_.copy()), "n_obs": torch.from_numpy(self.n_obs_.copy())}
+        return tensors, {"format": "lrl.OLSTLearner/1", "fit_intercept": self.fit_intercept, "ridge": self.ridge}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict) -> "OLSTLearner":
+        """Inverse of :meth:`to_state`."""
+        learner = cls(meta["fit_intercept"], meta["ridge"])
+        learner.coef_ = tensors["coef"].numpy().astype(np.float64)
+        learner.n_obs_ = tensors["n_obs"].numpy().astype(np.int64)
+        learner.n_arms_, learner.n_metrics_ = learner.coef_.shape[:2]
+        learner.n_features_in_ = learner.coef_.shape[2] - 1
+        return learner
+
     def _solve(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """``Z (m, p)``, ``Y (m, c)`` -> ``(p + 1, c)`` as ``[intercept, slopes]``."""
         if not self.fit_intercept:
@@ -302,6 +318,35 @@ class XGBTLearner(_TLearner):
         self.n_features_in_ = X.shape[1]
         return self
 
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Each booster in XGBoost's own binary format (UBJSON, no pickle) as a byte tensor
+        ``xgb.<arm>.<metric>``, and plain-JSON metadata."""
+        tensors = {f"xgb.{g}.{j}": torch.frombuffer(bytearray(model.get_booster().save_raw("ubj")), dtype=torch.uint8)
+                   for (g, j), model in self.models_.items()}
+        tensors["n_obs"] = torch.from_numpy(self.n_obs_.copy())
+        meta = {"format": "lrl.XGBTLearner/1", "n_estimators": self.n_estimators, "max_depth": self.max_depth,
+                "learning_rate": self.learning_rate, "seed": self.seed, "n_features": self.n_features_in_}
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict) -> "XGBTLearner":
+        """Inverse of :meth:`to_state`: boosters loaded from their bytes, ready to predict."""
+        import xgboost
+
+        learner = cls(meta["n_estimators"], meta["max_depth"], meta["learning_rate"], n_jobs=1, seed=meta["seed"],
+                      progress=False)
+        learner.models_ = {}
+        for key, tensor in tensors.items():
+            if key.startswith("xgb."):
+                g, j = (int(part) for part in key.split(".")[1:])
+                model = xgboost.XGBRegressor()
+                model.load_model(bytearray(tensor.numpy().tobytes()))
+                learner.models_[(g, j)] = model
+        learner.n_obs_ = tensors["n_obs"].numpy().astype(np.int64)
+        learner.n_arms_, learner.n_metrics_ = learner.n_obs_.shape
+        learner.n_features_in_ = meta["n_features"]
+        return learner
+
     def predict_outcomes(self, X, arms) -> np.ndarray:
         """Predicted outcome of every unit under each arm.
 
@@ -318,3 +363,34 @@ class XGBTLearner(_TLearner):
                 if model is not None:
                     preds[:, i, j] = model.predict(X)
         return preds[:, position.reshape(-1)]
+
+
+class TLearners:
+    """Named fitted T-learners saved and loaded together (the pipeline's baselines), e.g.
+    ``TLearners({"ols_t": OLSTLearner().fit(...), "xgb_t": XGBTLearner().fit(...)})``.
+
+    The kinds are fixed here, never read from a file: loading runs no code an artifact names.
+    """
+
+    KINDS = {"lrl.OLSTLearner/1": OLSTLearner, "lrl.XGBTLearner/1": XGBTLearner}
+
+    def __init__(self, models: dict[str, _TLearner]) -> None:
+        self.models = dict(models)
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Every model's tensors under ``<name>/``, their metadata by name."""
+        tensors, meta = {}, {"format": "lrl.TLearners/1", "models": {}}
+        for name, model in self.models.items():
+            own, meta["models"][name] = model.to_state()
+            tensors.update({f"{name}/{key}": t for key, t in own.items()})
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], meta: dict, device=None) -> "TLearners":
+        """Inverse of :meth:`to_state` (``device`` is accepted for the store's sake and unused)."""
+        models = {}
+        for name, own in meta["models"].items():
+            prefix = f"{name}/"
+            mine = {key[len(prefix):]: t for key, t in tensors.items() if key.startswith(prefix)}
+            models[name] = cls.KINDS[own["format"]].from_state(mine, own)
+        return cls(models)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks"]
+__all__ = ["pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
 
 RISKS = ("mu_risk", "tau_risk", "pehe")
 TABLE_COLUMNS = ["experiment_id", "arm", "metric", "n", *RISKS]
@@ -256,3 +256,26 @@ def summarise_risks(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     summary = pd.DataFrame(columns, index=pd.Index(metric_order, name="metric"))
     summary.columns.names = ["risk", "model"]
     return summary
+
+
+def r_loss_gain(y, treated, m_hat, tau_ref, tau_alt) -> tuple[float, float]:
+    """How much better ``tau_alt`` is than ``tau_ref`` on held-out rows of one randomised comparison.
+
+    Per row the R-loss difference ``((y - m) - (t - p) tau_ref)^2 - ((y - m) - (t - p) tau_alt)^2``
+    with ``p`` the treated share of the rows and ``m_hat`` an outcome model fitted on other
+    rows. Under randomisation its mean estimates ``p (1 - p) (MSE_ref - MSE_alt)`` of the
+    CATEs whatever ``m_hat`` is (a good one only lowers the variance), so a difference
+    of means with its standard error is a paired test of which CATE is closer to the truth.
+
+    Returns ``(mean gain, standard error)``; positive means ``tau_alt`` is better.
+    ``(nan, nan)`` with fewer than two rows or a single arm.
+    """
+    y, m_hat, tau_ref, tau_alt = (np.asarray(a, dtype=np.float64) for a in (y, m_hat, tau_ref, tau_alt))
+    t = np.asarray(treated, dtype=np.float64)
+    keep = np.isfinite(y) & np.isfinite(m_hat) & np.isfinite(tau_ref) & np.isfinite(tau_alt)
+    y, m_hat, tau_ref, tau_alt, t = y[keep], m_hat[keep], tau_ref[keep], tau_alt[keep], t[keep]
+    if y.size < 2 or t.min(initial=0) == t.max(initial=0):
+        return float("nan"), float("nan")
+    residual, w = y - m_hat, t - t.mean()
+    gain = (residual - w * tau_ref) ** 2 - (residual - w * tau_alt) ** 2
+    return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(gain.size))

@@ -11,6 +11,7 @@ import duckdb
 from pydantic import Field
 
 from lrl_core.artifacts import ArtifactStore
+from lrl_core.baselines import TLearners
 
 
 __all__ = ["LRLDatabase", "ArtifactStoreResource", "DatabaseBusy", "is_lock_error"]
@@ -90,3 +91,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     def store(self) -> ArtifactStore:
         """A fresh :class:`lrl_core.artifacts.ArtifactStore` over ``root`` (resources are frozen)."""
         return ArtifactStore(self.root)
+
+    def baseline_store(self) -> ArtifactStore:
+        """The T-learner baselines of each retrain, under ``root/t_learners``."""
+        return ArtifactStore(Path(self.root) / "t_learners", learner_type=TLearners)

@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 
 from lrl_core.heads import ExperimentHead
+from lrl_core.serving import POOLED
 from lrl_pipeline.compute import one_blas_thread
+from lrl_pipeline.raw import table_exists
 from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
 
 __all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
 
-SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se"]
+SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model"]
 
 
 class PipelineError(Exception):
@@ -33,7 +35,9 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     absent is an error naming it. Returns long form :data:`SCORE_COLUMNS`, one
     row per unit, experiment, treated arm and metric: ``cate`` float64 (never
     NaN), ``cate_se`` nullable Float64 (``<NA>`` where no standard error is
-    known); its ``attrs["ignored_columns"]`` lists the columns of ``units`` that
+    known), ``model``: the estimator that served the row (``lr_learner``, or a
+    T-learner where the evaluation's held-out comparison chose it, see
+    :mod:`lrl_core.serving`; no standard error then); its ``attrs["ignored_columns"]`` lists the columns of ``units`` that
     no extractor used.
     Heads are normally all on the current extractor; while a retrain's refit is
     under way, an experiment not yet refitted is scored with its previous
@@ -47,6 +51,7 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
         raise PipelineError("units has duplicate unit_id values; give each unit once")
     with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
         heads = con.sql("SELECT * FROM pipeline.experiment_heads").df()
+        served = read_served_models(con)
     heads = heads[heads["extractor_version"].isin(store.versions())]
     # One extractor per experiment: the newest its heads were fitted on (names sort by time).
     newest = heads.groupby("experiment_id")["extractor_version"].transform("max")
@@ -66,8 +71,13 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
         with one_blas_thread():
             parts.extend(_score_experiment(units["unit_id"].to_numpy(), V, experiment_id, rows)
                          for experiment_id, rows in records.groupby("experiment_id", sort=True))
-    scores = pd.concat(parts, ignore_index=True).sort_values(
-        ["experiment_id"], kind="stable", ignore_index=True)[SCORE_COLUMNS]
+    scores = pd.concat(parts, ignore_index=True).assign(model=POOLED)
+    # A T-learner serves a cell only while the heads are those the choice was made beside.
+    served = served.merge(heads[["experiment_id", "extractor_version"]].drop_duplicates(),
+                          on=["experiment_id", "extractor_version"])
+    if len(served):
+        _serve_baselines(scores, served, units, ArtifactStoreResource(root=str(Path(artifacts).resolve())))
+    scores = scores.sort_values(["experiment_id"], kind="stable", ignore_index=True)[SCORE_COLUMNS]
     scores.attrs["ignored_columns"] = ignored
     return scores
 
@@ -90,3 +100,37 @@ def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, r
         "cate": cate.reshape(-1),
         "cate_se": pd.array(se.reshape(-1), dtype="Float64"),
     })
+
+
+def read_served_models(con) -> pd.DataFrame:
+    """The (experiment, arm, metric) cells a T-learner serves (empty before the first evaluation)."""
+    if not table_exists(con, "pipeline", "served_models"):
+        return pd.DataFrame(columns=["experiment_id", "arm", "metric", "model", "extractor_version",
+                                     "baseline_version"])
+    return con.sql(f"SELECT * FROM pipeline.served_models WHERE model <> '{POOLED}'").df()
+
+
+def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame,
+                     artifacts: ArtifactStoreResource) -> None:
+    """Overwrite, in place, the cells of ``scores`` that validation gave to a T-learner."""
+    store = artifacts.baseline_store()
+    for version, cells in served.groupby("baseline_version"):
+        if version not in store.versions():
+            continue  # pruned: the pooled model's CATE stays
+        saved = store.load(version)
+        description = saved.metadata
+        X = saved.transform.transform_frame(units)
+        arm_index = {(description["experiments"][k], description["arm_names"][g]): g
+                     for g, k in enumerate(description["arm_experiment"])}
+        for (experiment_id, arm, name), rows in cells.groupby(["experiment_id", "arm", "model"]):
+            g = arm_index[(experiment_id, arm)]
+            control = description["control_arm"][description["arm_experiment"][g]]
+            with one_blas_thread():
+                cate = saved.learner.models[name].predict_cate(X, [g], [control])[:, 0]  # (n, J)
+            for metric in rows["metric"]:
+                target = ((scores["experiment_id"] == experiment_id) & (scores["arm"] == arm)
+                          & (scores["metric"] == metric)).to_numpy()
+                # Rows of one cell are in units order (see _score_experiment).
+                scores.loc[target, "cate"] = cate[:, description["metrics"].index(metric)]
+                scores.loc[target, "cate_se"] = pd.NA
+                scores.loc[target, "model"] = name

@@ -14,6 +14,7 @@ import pandas as pd
 
 from lrl_core.metrics import RISKS, risk_table, summarise_risks
 from lrl_core.report import build_retrain_report
+from lrl_core.serving import POOLED, choose_served_models
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.raw import count_raw_rows
 from lrl_pipeline.reporting import retrain_report_data, retrain_report_path
@@ -37,6 +38,38 @@ def summary_frame(evaluation: pd.DataFrame, split: str) -> pd.DataFrame:
     summary = summarise_risks({m: part[part["model"] == m] for m in models if (part["model"] == m).any()})
     summary.columns = [f"{risk} {model}" for risk, model in summary.columns]
     return summary.reset_index()
+
+
+def served_models(model, baseline_store, pooled, X: np.ndarray, split: np.ndarray) -> pd.DataFrame:
+    """pipeline.served_models: per trained experiment, treated arm and metric, the estimator
+    `lrl score` serves, chosen on the test split (see :mod:`lrl_core.serving`)."""
+    columns = ["experiment_id", "arm", "metric", "model", "gain", "gain_se", "best_baseline", "n",
+               "extractor_version", "baseline_version", "chosen_at"]
+    baselines = baseline_store.load() if baseline_store.current_version() else None
+    if baselines is None or baselines.metadata.get("arm_names") != pooled.arm_names:
+        # No T-learners of these experiments (e.g. saved before this version): the pooled model serves.
+        return pd.DataFrame(columns=columns)
+    test = split_rows(pooled, split, 2)
+    served = choose_served_models(model.learner, baselines.learner.models, X, *test,
+                                  control_arm=pooled.control_arm, arm_experiment=pooled.arm_experiment)
+    return served.assign(
+        experiment_id=[pooled.experiments[k] for k in pooled.arm_experiment[served["arm"]]],
+        arm=[pooled.arm_names[g] for g in served["arm"]], metric=[pooled.metrics[j] for j in served["metric"]],
+        extractor_version=model.version, baseline_version=baselines.version, chosen_at=utc_now())[columns]
+
+
+def served_markdown(served: pd.DataFrame) -> str:
+    """Counts per serving model and the cells a T-learner serves, as markdown."""
+    if served.empty:
+        return "No T-learners of these experiments: the pooled model serves every arm and metric."
+    counts = served["model"].value_counts().rename_axis("model").reset_index(name="cells")
+    others = served[served["model"] != POOLED]
+    text = counts.to_markdown(index=False)
+    if len(others):
+        text += "\n\nServed by a T-learner (gain in R-loss over the pooled model):\n\n" + others[
+            ["experiment_id", "arm", "metric", "model", "gain", "gain_se", "n"]].head(50).to_markdown(
+            index=False, floatfmt=".4g")
+    return text
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "duckdb"}, pool="duckdb", code_version="1",
@@ -68,14 +101,19 @@ def evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
         rows = pd.concat([*tables, baselines.drop(columns="evaluated_at")], ignore_index=True)
         data = retrain_report_data(model, pooled, X, split, rows, quarantine, rows_in)
         report = build_retrain_report(data, retrain_report_path(artifacts.root, model.version))
+        served = served_models(model, artifacts.baseline_store(), pooled, X, split)
     rows = rows.assign(extractor_version=model.version, evaluated_at=utc_now())
     with database.connect() as con:
         ensure_schema(con)
         n = replace_table(con, "evaluation", rows)
+        replace_table(con, "served_models", served)
     means = rows.groupby(["split", "model"])["mu_risk"].mean()
+    by_model = served["model"].value_counts()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": n,
         "extractor_version": model.version,
+        **{f"served_by_{name}": int(count) for name, count in by_model.items()},
+        "served_models": dg.MetadataValue.md(served_markdown(served)),
         "report": dg.MetadataValue.path(str(report.path)),
         "test_summary": dg.MetadataValue.md(summary_frame(rows, "test").to_markdown(index=False, floatfmt=".4f")),
         "validation_summary": dg.MetadataValue.md(

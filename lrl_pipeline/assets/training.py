@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from lrl_core.baselines import OLSTLearner, XGBTLearner
+from lrl_core.baselines import OLSTLearner, TLearners, XGBTLearner
 from lrl_core.config import LRLConfig
 from lrl_core.features import FeatureTransform
 from lrl_core.metrics import risk_table
@@ -27,6 +27,15 @@ from lrl_pipeline.tables import (
 )
 
 GROUP = "training"
+
+
+def training_description(pooled) -> dict:
+    """What a saved model was trained on: experiments, arms (global order) and metrics."""
+    return {
+        "experiments": pooled.experiments, "arm_names": pooled.arm_names,
+        "arm_experiment": pooled.arm_experiment.tolist(), "control_arm": pooled.control_arm.tolist(),
+        "metrics": pooled.metrics, "n_rows": pooled.n_rows, "trained_at": utc_now().isoformat(),
+    }
 
 
 def describe_choice(learner: LRLearner) -> str:
@@ -106,11 +115,7 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
         metric_names=pooled.metrics, callback=log_epoch, controls=pooled.control_arm[pooled.arm_experiment])
     context.log.info(f"chose {describe_choice(learner)}")
     store = artifacts.store()
-    version = store.save(learner, transform, {
-        "experiments": pooled.experiments, "arm_names": pooled.arm_names,
-        "arm_experiment": pooled.arm_experiment.tolist(), "control_arm": pooled.control_arm.tolist(),
-        "metrics": pooled.metrics, "n_rows": pooled.n_rows, "trained_at": utc_now().isoformat(),
-    })
+    version = store.save(learner, transform, training_description(pooled))
     best = learner.history_[learner.best_epoch_ - 1]
     with database.connect() as con:
         ensure_schema(con)
@@ -146,11 +151,12 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
 
 @dg.asset(group_name=GROUP, kinds={"python"}, pool="duckdb", code_version="1", deps=["training_examples"])
 def t_learners(context: dg.AssetExecutionContext, config: BaselineConfig,
-               database: LRLDatabase) -> dg.MaterializeResult:
+               database: LRLDatabase, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """Independent T-learners (OLS, XGBoost) per arm and metric, scored on the validation and test
     splits (pipeline.t_learner_risks) for the evaluation report."""
     with database.connect() as con:
         pooled, X, split = load_pooled(con)
+        stored = read_table(con, "feature_transform")
     scale = metric_scale(pooled, split)
     models = {
         "ols_t": OLSTLearner(),
@@ -170,12 +176,19 @@ def t_learners(context: dg.AssetExecutionContext, config: BaselineConfig,
                                    metrics=pooled.metrics, y_scale=scale)
                 tables.append(risks.assign(model=name, split=split_name))
     rows = pd.concat(tables, ignore_index=True).assign(evaluated_at=utc_now())
+    # Kept with their features' transform, so that where validation says one of them beats the
+    # pooled model, `lrl score` can serve it (pipeline.served_models).
+    transform = FeatureTransform.from_dict(json.loads(stored["transform_json"].iloc[0]))
+    store = artifacts.baseline_store()
+    version = store.save(TLearners(models), transform, training_description(pooled))
+    store.prune(keep=KEEP_VERSIONS)
     with database.connect() as con:
         ensure_schema(con)
         n = replace_table(con, "t_learner_risks", rows)
     means = rows.groupby(["model", "split"])[["mu_risk", "tau_risk"]].mean().reset_index()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": n,
+        "baseline_version": version,
         **{f"fit_seconds_{name}": s for name, s in seconds.items()},
         "mean_risks": dg.MetadataValue.md(means.to_markdown(index=False, floatfmt=".4f")),
     })

@@ -30,7 +30,7 @@ from lrl_pipeline.resources import LRLDatabase
 
 FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
                 "t_learners": {"config": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}}}}
-SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se"]
+SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model"]
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,9 @@ def test_score_writes_the_contract_long_form(cli_env, updated, tmp_path):
     assert got == expected and len(scores) == len(expected)
     assert np.isfinite(scores["cate"].to_numpy(dtype=float)).all()
     assert (scores["cate_se"].dropna() > 0).all()
+    # Which estimator served each row; a T-learner's rows carry no standard error.
+    assert set(scores["model"]) <= {"lr_learner", "ols_t", "xgb_t"}
+    assert scores.loc[scores["model"] != "lr_learner", "cate_se"].isna().all()
 
 
 def test_score_names_a_missing_feature_column(cli_env, updated, tmp_path, capsys):

@@ -106,14 +106,15 @@ def test_score_units_matches_the_contract(pipeline):
     units = units_of(pipeline.db).head(25)
     scores = score_units(pipeline.db, pipeline.artifacts, units)
 
-    assert list(scores.columns) == ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se"]
+    assert list(scores.columns) == ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model"]
     assert scores["cate"].dtype == np.float64 and pd.api.types.is_float_dtype(scores["cate_se"].dtype)
     # One row per unit x experiment x treated arm x metric: 25 x 4 x 1 x 2.
     assert len(scores) == 25 * 4 * 1 * 2
     assert not scores.duplicated(["unit_id", "experiment_id", "arm", "metric"]).any()
     assert set(scores["arm"]) == {"treatment"}
     assert np.isfinite(scores["cate"]).all()
-    assert scores["cate_se"].notna().all() and (scores["cate_se"] > 0).all()
+    pooled = scores["model"] == "lr_learner"
+    assert scores.loc[pooled, "cate_se"].notna().all() and (scores.loc[pooled, "cate_se"] > 0).all()
 
 
 def test_score_units_names_missing_and_extra_columns(pipeline):

@@ -1,0 +1,58 @@
+"""Choosing the served estimator per (arm, metric) on held-out rows (serving.py, metrics.r_loss_gain)."""
+from __future__ import annotations
+
+import numpy as np
+
+from lrl_core.metrics import r_loss_gain
+from lrl_core.serving import POOLED, choose_served_models
+
+
+class Linear:
+    """Outcome of arm g: X @ beta[g] (a stand-in for any fitted model)."""
+
+    def __init__(self, beta):
+        self.beta = np.asarray(beta, dtype=np.float64)  # (G, p, J)
+
+    def predict_outcomes(self, X, arms):
+        return np.einsum("np,gpj->ngj", X, self.beta[np.asarray(arms)])
+
+    def predict_cate(self, X, arms, controls):
+        return self.predict_outcomes(X, arms) - self.predict_outcomes(X, controls)
+
+
+def _world(seed=0, n=400):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    beta = rng.normal(size=(4, 3, 2))  # two experiments: arms (0 control, 1), (2 control, 3)
+    arms = rng.choice(4, size=n)
+    Y = np.einsum("np,npj->nj", X, beta[arms]) + 0.3 * rng.normal(size=(n, 2))
+    return X, np.arange(n), arms, Y, beta
+
+
+def test_gain_is_positive_for_the_better_cate_and_its_se_shrinks_with_rows():
+    rng = np.random.default_rng(1)
+    n = 4000
+    t = rng.random(n) < 0.5
+    tau = rng.normal(size=n)
+    y = t * tau + rng.normal(size=n)
+    gain, se = r_loss_gain(y, t, np.zeros(n), np.zeros(n), tau)
+    assert gain > 4 * se > 0
+    # Expected gain p (1 - p) (MSE_ref - MSE_alt) = 0.25 * E[tau^2] = 0.25.
+    assert abs(gain - 0.25) < 0.05
+    _, se_small = r_loss_gain(y[:400], t[:400], np.zeros(400), np.zeros(400), tau[:400])
+    assert se_small > 2 * se
+
+
+def test_a_t_learner_serves_only_where_it_is_clearly_better():
+    X, units, arms, Y, beta = _world()
+    control_arm, arm_experiment = np.array([0, 2]), np.array([0, 0, 1, 1])
+    truth = Linear(beta)
+    # The "pooled" model knows experiment 0 exactly and gives experiment 1 no effect at all.
+    wrong = beta.copy()
+    wrong[3] = wrong[2]
+    served = choose_served_models(Linear(wrong), {"exact_t": truth}, X, units, arms, Y, control_arm, arm_experiment)
+    assert list(served["arm"]) == [1, 1, 3, 3] and list(served["metric"]) == [0, 1, 0, 1]
+    assert list(served["model"]) == [POOLED, POOLED, "exact_t", "exact_t"]
+    # Identical models: never switched.
+    same = choose_served_models(truth, {"exact_t": truth}, X, units, arms, Y, control_arm, arm_experiment)
+    assert (same["model"] == POOLED).all()
