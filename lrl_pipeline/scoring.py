@@ -35,9 +35,10 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     absent is an error naming it. Returns long form :data:`SCORE_COLUMNS`, one
     row per unit, experiment, treated arm and metric: ``cate`` float64 (never
     NaN), ``cate_se`` nullable Float64 (``<NA>`` where no standard error is
-    known), ``model``: the estimator that served the row (``lr_learner``, or a
-    T-learner where the evaluation's held-out comparison chose it, see
-    :mod:`lrl_core.serving`; no standard error then); its ``attrs["ignored_columns"]`` lists the columns of ``units`` that
+    known), ``model``: the estimator that served the row (``lr_learner``; a
+    T-learner, or ``lr_learner+<T-learner>`` for their blend, where the
+    evaluation's held-out comparison chose it, see :mod:`lrl_core.serving`;
+    no standard error then); its ``attrs["ignored_columns"]`` lists the columns of ``units`` that
     no extractor used.
     Heads are normally all on the current extractor; while a retrain's refit is
     under way, an experiment not yet refitted is scored with its previous
@@ -105,8 +106,8 @@ def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, r
 def read_served_models(con) -> pd.DataFrame:
     """The (experiment, arm, metric) cells a T-learner serves (empty before the first evaluation)."""
     if not table_exists(con, "pipeline", "served_models"):
-        return pd.DataFrame(columns=["experiment_id", "arm", "metric", "model", "extractor_version",
-                                     "baseline_version"])
+        return pd.DataFrame(columns=["experiment_id", "arm", "metric", "model", "pooled_weight",
+                                     "extractor_version", "baseline_version"])
     return con.sql(f"SELECT * FROM pipeline.served_models WHERE model <> '{POOLED}'").df()
 
 
@@ -125,12 +126,15 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
         for (experiment_id, arm, name), rows in cells.groupby(["experiment_id", "arm", "model"]):
             g = arm_index[(experiment_id, arm)]
             control = description["control_arm"][description["arm_experiment"][g]]
+            baseline = name.removeprefix(f"{POOLED}+")
             with one_blas_thread():
-                cate = saved.learner.models[name].predict_cate(X, [g], [control])[:, 0]  # (n, J)
-            for metric in rows["metric"]:
+                cate = saved.learner.models[baseline].predict_cate(X, [g], [control])[:, 0]  # (n, J)
+            for metric, weight in zip(rows["metric"], rows["pooled_weight"]):
                 target = ((scores["experiment_id"] == experiment_id) & (scores["arm"] == arm)
                           & (scores["metric"] == metric)).to_numpy()
                 # Rows of one cell are in units order (see _score_experiment).
-                scores.loc[target, "cate"] = cate[:, description["metrics"].index(metric)]
+                pooled = scores.loc[target, "cate"].to_numpy(dtype=np.float64)
+                scores.loc[target, "cate"] = weight * pooled + (1 - weight) * cate[:, description["metrics"].index(metric)]
+                # The T-learner's part has no standard error, so the served CATE has none.
                 scores.loc[target, "cate_se"] = pd.NA
                 scores.loc[target, "model"] = name

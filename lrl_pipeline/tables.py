@@ -43,7 +43,7 @@ FIXED_TABLES = {
                    "n_heads BIGINT, updated_at TIMESTAMP",
     "feature_transform": "fitted_at TIMESTAMP, n_units BIGINT, transform_json VARCHAR",
     "served_models": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, gain DOUBLE, "
-                     "gain_se DOUBLE, best_baseline VARCHAR, n BIGINT, extractor_version VARCHAR, "
+                     "gain_se DOUBLE, pooled_weight DOUBLE, n BIGINT, extractor_version VARCHAR, "
                      "baseline_version VARCHAR, chosen_at TIMESTAMP",
 }
 """Tables with a fixed schema, created on first use."""

@@ -42,15 +42,18 @@ def summary_frame(evaluation: pd.DataFrame, split: str) -> pd.DataFrame:
 
 def served_models(model, baseline_store, pooled, X: np.ndarray, split: np.ndarray) -> pd.DataFrame:
     """pipeline.served_models: per trained experiment, treated arm and metric, the estimator
-    `lrl score` serves, chosen on the test split (see :mod:`lrl_core.serving`)."""
-    columns = ["experiment_id", "arm", "metric", "model", "gain", "gain_se", "best_baseline", "n",
+    `lrl score` serves, chosen on the held-out units (see :mod:`lrl_core.serving`)."""
+    columns = ["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n",
                "extractor_version", "baseline_version", "chosen_at"]
     baselines = baseline_store.load() if baseline_store.current_version() else None
     if baselines is None or baselines.metadata.get("arm_names") != pooled.arm_names:
         # No T-learners of these experiments (e.g. saved before this version): the pooled model serves.
         return pd.DataFrame(columns=columns)
-    test = split_rows(pooled, split, 2)
-    served = choose_served_models(model.learner, baselines.learner.models, X, *test,
+    # Validation and test units: no model was fitted on them (the validation split only
+    # stopped the pooled model's training, which if anything flatters the pooled model).
+    held_out = split[pooled.row_unit] >= 1
+    served = choose_served_models(model.learner, baselines.learner.models, X, pooled.row_unit[held_out],
+                                  pooled.row_arm[held_out], pooled.Y[held_out],
                                   control_arm=pooled.control_arm, arm_experiment=pooled.arm_experiment)
     return served.assign(
         experiment_id=[pooled.experiments[k] for k in pooled.arm_experiment[served["arm"]]],
@@ -66,8 +69,8 @@ def served_markdown(served: pd.DataFrame) -> str:
     others = served[served["model"] != POOLED]
     text = counts.to_markdown(index=False)
     if len(others):
-        text += "\n\nServed by a T-learner (gain in R-loss over the pooled model):\n\n" + others[
-            ["experiment_id", "arm", "metric", "model", "gain", "gain_se", "n"]].head(50).to_markdown(
+        text += "\n\nBlended with or served by a T-learner (held-out R-loss gain over the pooled model):\n\n" + others[
+            ["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n"]].head(50).to_markdown(
             index=False, floatfmt=".4g")
     return text
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from lrl_core.metrics import r_loss_gain
-from lrl_core.serving import POOLED, choose_served_models
+from lrl_core.serving import POOLED, blend_weight, choose_served_models
 
 
 class Linear:
@@ -52,7 +52,24 @@ def test_a_t_learner_serves_only_where_it_is_clearly_better():
     wrong[3] = wrong[2]
     served = choose_served_models(Linear(wrong), {"exact_t": truth}, X, units, arms, Y, control_arm, arm_experiment)
     assert list(served["arm"]) == [1, 1, 3, 3] and list(served["metric"]) == [0, 1, 0, 1]
-    assert list(served["model"]) == [POOLED, POOLED, "exact_t", "exact_t"]
+    assert list(served["model"][:2]) == [POOLED, POOLED]
+    # The exact T-learner takes (nearly) all the weight where the pooled model is wrong.
+    assert all(m in ("exact_t", f"{POOLED}+exact_t") for m in served["model"][2:])
+    assert (served["pooled_weight"][2:] < 0.2).all() and (served["pooled_weight"][:2] == 1.0).all()
     # Identical models: never switched.
     same = choose_served_models(truth, {"exact_t": truth}, X, units, arms, Y, control_arm, arm_experiment)
     assert (same["model"] == POOLED).all()
+
+
+def test_blend_weight_is_one_without_evidence_and_finds_the_mix_with_it():
+    rng = np.random.default_rng(2)
+    n = 20000
+    t = rng.random(n) < 0.5
+    tau = rng.normal(size=n)
+    y = t * tau + 0.5 * rng.normal(size=n)
+    # Two estimators with independent errors of equal size: the best blend is half and half.
+    a, b = tau + 0.5 * rng.normal(size=n), tau + 0.5 * rng.normal(size=n)
+    w, se = blend_weight(y, t, np.zeros(n), a, b)
+    assert abs(w - 0.5) < 0.1 and se < 0.05
+    # On 30 rows the same comparison cannot tell: the pooled model keeps its whole weight.
+    assert blend_weight(y[:30], t[:30], np.zeros(30), tau[:30] + 0.05, tau[:30])[0] == 1.0
