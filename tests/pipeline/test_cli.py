@@ -113,7 +113,7 @@ def test_score_writes_the_contract_long_form(cli_env, updated, tmp_path):
     assert np.isfinite(scores["cate"].to_numpy(dtype=float)).all()
     assert (scores["cate_se"].dropna() > 0).all()
     # Which estimator served each row; a T-learner's rows carry no standard error.
-    assert set(scores["model"]) <= {"lr_learner", "ols_t", "xgb_t"}
+    assert set(scores["model"]) <= {"lr_learner", "ols_t", "xgb_t", "lr_learner+ols_t", "lr_learner+xgb_t"}
     assert scores.loc[scores["model"] != "lr_learner", "cate_se"].isna().all()
 
 
