@@ -63,7 +63,8 @@ def _calibration(learner, X, pooled: PooledData, rows: np.ndarray) -> pd.DataFra
 
 
 def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, split: np.ndarray,
-                        risks: pd.DataFrame, quarantine: pd.DataFrame, rows_in: dict[str, int]) -> RetrainReportData:
+                        risks: pd.DataFrame, quarantine: pd.DataFrame, rows_in: dict[str, int],
+                        served: pd.DataFrame | None = None) -> RetrainReportData:
     """Inputs of the retrain report: test-split risks, T-learner ITEs, calibration, embeddings, training."""
     treated = np.flatnonzero(pooled.control_arm[pooled.arm_experiment] != np.arange(pooled.n_arms))
     controls = pooled.control_arm[pooled.arm_experiment[treated]]
@@ -87,6 +88,8 @@ def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, s
         best_epoch=learner.best_epoch_,
         quarantine=quarantine.rename(columns={"table_name": "table", "column_name": "column"}),
         rows_in=rows_in,
+        selection=pd.DataFrame(learner.selection_),
+        served=served,
         meta={"extractor version": model.version, "trained at": model.metadata.get("trained_at"),
               "epochs": learner.n_epochs_, "fit seconds": f"{learner.fit_seconds_:.1f}",
               "experiments": len(pooled.experiments), "exposure rows": f"{pooled.n_rows:,}",

@@ -38,7 +38,8 @@ __all__ = [
     "build_experiment_report",
 ]
 
-RETRAIN_SECTIONS = ["overview", "risks", "low-rank", "calibration", "embeddings", "training", "data-quality"]
+RETRAIN_SECTIONS = ["overview", "risks", "low-rank", "calibration", "embeddings", "training", "model-choice",
+                    "data-quality"]
 EXPERIMENT_SECTIONS = ["overview", "cate-distribution", "calibration", "standard-errors", "head-vs-tlearner"]
 RISK_COLUMNS = ("mu_risk", "tau_risk", "pehe")
 HTML_DPI = 100
@@ -88,6 +89,12 @@ class RetrainReportData:
     meta:
         Free key -> value facts shown in the overview (extractor version,
         created at, device, fit seconds, ...).
+    selection:
+        ``LRLearner.selection_`` as a table (``extractor, d, weight_decay,
+        val_loss, epochs, rung, chosen``); empty or None when nothing was searched.
+    served:
+        ``pipeline.served_models`` (``experiment_id, arm, metric, model,
+        pooled_weight, gain, gain_se, n``): what serves each cell.
     """
 
     risks: pd.DataFrame
@@ -102,6 +109,8 @@ class RetrainReportData:
     quarantine: pd.DataFrame | None = None
     rows_in: Mapping[str, int] = field(default_factory=dict)
     meta: Mapping[str, object] = field(default_factory=dict)
+    selection: pd.DataFrame | None = None
+    served: pd.DataFrame | None = None
     title: str = "LR-learner retrain report"
     n_neighbours: int = 3
     bcv_max_units: int = 2000
@@ -628,6 +637,37 @@ def _training_section(page: _Page, data: RetrainReportData) -> list[str]:
     return [f"Training ran {facts['epochs run']} epochs and kept epoch {facts['kept epoch']}."]
 
 
+def _model_choice_section(page: _Page, data: RetrainReportData) -> list[str]:
+    facts, body = [], ""
+    if data.selection is not None and len(data.selection):
+        table = data.selection.sort_values("val_loss").reset_index(drop=True)
+        chosen = table[table["chosen"]].iloc[0]
+        facts.append(f"Model selection chose a {chosen['extractor']} extractor, d={chosen['d']}, "
+                     f"weight_decay={chosen['weight_decay']:g} among {len(table)} candidates.")
+        body += "<h3>Candidates, best validation loss first</h3>" + _table(table)
+    else:
+        body += _note("Nothing was searched: every searchable setting was given.")
+    if data.served is not None and len(data.served):
+        counts = data.served["model"].value_counts().rename_axis("model").reset_index(name="cells")
+        blended = data.served[data.served["model"] != counts["model"].iloc[0]] if len(counts) > 1 else data.served[:0]
+        pooled_alone = int((data.served["pooled_weight"] >= 1.0).sum())
+        facts.append(f"The pooled model alone serves {pooled_alone} of {len(data.served)} (arm, metric) cells.")
+        body += "<h3>What serves each experiment arm and metric</h3>" + _table(counts)
+        others = data.served[data.served["pooled_weight"] < 1.0]
+        if len(others):
+            body += ("<h3>Cells blended with or served by a T-learner</h3>"
+                     + _table(others[["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se",
+                                      "n"]].head(100)))
+    page.section(
+        "model-choice", "Model choice",
+        "validation loss on held-out units chose the pooled model's configuration (successive halving: a "
+        "candidate's epochs show how far it got). Per arm and metric, held-out units then weighed the pooled "
+        "CATE against the T-learners'; a weight below 1 blends in a T-learner.",
+        body,
+    )
+    return facts
+
+
 def _data_quality_section(page: _Page, quarantine: pd.DataFrame | None, rows_in: Mapping[str, int]) -> list[str]:
     summary = _quarantine_summary(quarantine)
     per_table = summary.groupby("table", sort=False)["rows"].sum()
@@ -663,8 +703,9 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     clustered correlation heatmap per metric; Figures 2-3), ``calibration``
     (pooled decile plots per metric and BLP slopes per experiment, arm and
     metric), ``embeddings`` (nearest arms by effect embedding),
-    ``training`` (loss curves, kept epoch) and ``data-quality`` (rows in,
-    rows quarantined by reason).
+    ``training`` (loss curves, kept epoch), ``model-choice`` (model selection's
+    candidates, what serves each cell) and ``data-quality`` (rows in, rows
+    quarantined by reason).
 
     Returns a :class:`ReportResult`; ``key_figures`` maps ``risks``,
     ``singular_values``, ``correlation``, ``calibration``, ``embeddings``,
@@ -684,6 +725,7 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     )
     _embedding_section(page, data)
     facts += _training_section(page, data)
+    facts += _model_choice_section(page, data)
     facts += _data_quality_section(page, data.quarantine, data.rows_in)
     _retrain_overview(page, data, reference, facts)
     # The overview is built last (it quotes the other sections) but shown first.

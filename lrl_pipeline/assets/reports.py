@@ -102,9 +102,9 @@ def evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
             for part, name in SPLITS
         ]
         rows = pd.concat([*tables, baselines.drop(columns="evaluated_at")], ignore_index=True)
-        data = retrain_report_data(model, pooled, X, split, rows, quarantine, rows_in)
-        report = build_retrain_report(data, retrain_report_path(artifacts.root, model.version))
         served = served_models(model, artifacts.baseline_store(), pooled, X, split)
+        data = retrain_report_data(model, pooled, X, split, rows, quarantine, rows_in, served)
+        report = build_retrain_report(data, retrain_report_path(artifacts.root, model.version))
     rows = rows.assign(extractor_version=model.version, evaluated_at=utc_now())
     with database.connect() as con:
         ensure_schema(con)
