@@ -75,7 +75,8 @@ def test_retrain_and_new_experiment_reports_are_complete(pipeline, fast_run_conf
     # Model choice: the candidates of model selection and what serves each cell, as recorded.
     served = query(db, "SELECT count(*) AS n FROM pipeline.served_models")["n"].iloc[0]
     assert served > 0 and "Candidates, best validation loss first" in text
-    assert f"among 12 candidates" in text and f"of {served} (arm, metric) cells" in text
+    candidates = len(ArtifactStore(artifacts).load(version).learner.selection_)
+    assert candidates > 1 and f"among {candidates} candidates" in text and f"of {served} (arm, metric) cells" in text
 
     # The new experiment's report, from the head_evaluation asset's metadata.
     experiment = report_from_metadata(instance, "head_evaluation")
