@@ -305,8 +305,10 @@ def step_train(p: dict) -> dict:
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    # As the pipeline's lr_learner asset: model selection, then the jackknife of the CATE SEs.
     learner = LRLearner(config).fit(X, *train, n_arms=pooled.n_arms, validation=val,
-                                    metric_names=pooled.metrics, callback=log_epoch)
+                                    metric_names=pooled.metrics, callback=log_epoch,
+                                    controls=pooled.control_arm[pooled.arm_experiment])
     device = learner.device_
     out["device"] = str(device)
     if device.type == "cuda":
@@ -321,7 +323,11 @@ def step_train(p: dict) -> dict:
                best_val_loss=learner.history_[learner.best_epoch_ - 1]["val_loss"],
                # The learner's own rule (LRLConfig.min_steps_per_epoch) for its batch size.
                batch_size=max(1, min(config.batch_size, math.ceil(out["train_rows"] / config.min_steps_per_epoch))),
-               hidden=config.hidden, d=config.d)
+               hidden=config.hidden, d=learner.config_.d, extractor=learner.config_.extractor,
+               weight_decay=learner.config_.weight_decay, selection=learner.selection_,
+               # Selection's cost against one fit of what it chose (the chosen run's own epochs).
+               search_s=learner.search_seconds_, chosen_fit_s=float(np.sum(epochs)),
+               jackknife_s=learner.fit_seconds_ - learner.search_seconds_)
     _log(t0, f"trained on {device}: {learner.n_epochs_} epochs (best {learner.best_epoch_}) in "
              f"{learner.fit_seconds_:.1f} s, median epoch {out['epoch_median_s']:.2f} s")
     _, out["save_s"] = _timed(ArtifactStore(_artifacts(p["db"])).save, learner, transform, {
@@ -647,6 +653,12 @@ def table(r: dict, per_arm: int) -> str:
              f"{t['epochs']} epochs, best {t['best_epoch']} (validation MSE {t['best_val_loss']:.4f}; within 1% "
              f"of it from epoch {t['epoch_within_1pct']}, after {t['seconds_within_1pct']:.0f} s of epochs); "
              f"{t['train_rows']:,} training + {t['val_rows']:,} validation rows; peak RSS {_gb(t['peak_rss_train'])}"),
+            ("model selection: search / one fit of the chosen configuration",
+             f"{t['search_s']:.1f} s / {t['chosen_fit_s']:.1f} s = {t['search_s'] / t['chosen_fit_s']:.2f}x",
+             f"chose {t['extractor']} d={t['d']} weight_decay={t['weight_decay']:g} of {len(t['selection'])} "
+             f"candidates (target: at most 1.5x)"),
+            ("jackknife of the CATE standard errors (2 refits)", f"{t['jackknife_s']:.1f} s",
+             f"{t['jackknife_s'] / t['chosen_fit_s']:.2f}x the chosen fit"),
             ("bare network: same v(.), fwd + bwd + AdamW, pre-made batch", _rate(t["bare_train_rows_per_s"]),
              f"forward only {_rate(t['bare_eval_rows_per_s'])}; fastest of {ROUNDS}"),
             ("training step vs bare network (bare epoch / training epoch)", f"{100 * t['step_efficiency']:.0f} %",

@@ -255,7 +255,9 @@ class LRLearner:
     ``n_arms_``, ``n_metrics_``, ``metric_names_``, ``y_mean_`` and ``y_scale_``
     ``(J,)``, ``history_`` (one dict per epoch of the chosen configuration: ``epoch``,
     ``train_loss``, ``val_loss``, ``seconds`` of that epoch, ``candidate``), ``best_epoch_``, ``n_epochs_``,
-    ``fit_seconds_``. Losses are mean squared errors of standardised metrics.
+    ``fit_seconds_`` (of which ``search_seconds_`` until the chosen configuration
+    finished training; the rest is the jackknife). Losses are mean squared errors
+    of standardised metrics.
     ``config_`` is the configuration trained: ``config`` with every field it
     left unset (``None``) chosen on the validation rows by successive halving
     (:mod:`lrl_core.selection`); ``selection_`` has one row per candidate
@@ -364,6 +366,7 @@ class LRLearner:
         self.model_ = winner.model
         self.history_, self.best_epoch_, self.n_epochs_ = winner.history, winner.best_epoch, winner.epochs
         self.cate_var_, self.extractor_var_ = np.full((n_arms, n_metrics), np.nan), np.zeros(n_metrics)
+        self.search_seconds_ = time.perf_counter() - started
         if controls is not None and cfg.interval_refits > 0:
             refit_config = self.config_.replace(interval_refits=0, max_epochs=self.n_epochs_, progress=False)
 

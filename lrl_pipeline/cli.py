@@ -86,6 +86,10 @@ def _print_retrain_result(result, extra: pd.DataFrame | None = None) -> None:
           f"from {result.n_experiments} experiments in {result.seconds:.1f} s "
           f"({result.n_quarantined} quarantine rows)")
     print(f"Model: {result.chosen}")
+    if result.served:
+        print("Served per experiment arm and metric: "
+              + ", ".join(f"{name} {count}" for name, count in result.served.items())
+              + " (a T-learner or a blend only where held-out units showed it better; pipeline.served_models)")
     _print_summary(result.summary, extra)
 
 
@@ -230,6 +234,9 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"Ignored {len(ignored)} column(s) the model left out: {', '.join(ignored)}")
     print(f"Wrote {len(scores)} CATE rows ({units['unit_id'].nunique()} units, "
           f"{scores['experiment_id'].nunique()} experiments, {scores['metric'].nunique()} metrics) to {out}")
+    served = scores["model"].value_counts()
+    print("Served by " + ", ".join(f"{name} {count / len(scores):.0%}" for name, count in served.items())
+          + " (see pipeline.served_models)")
 
 
 def cmd_report(args: argparse.Namespace) -> None:

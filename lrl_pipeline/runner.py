@@ -48,6 +48,8 @@ class RetrainSummary:
     summary: pd.DataFrame
     chosen: str
     """The configuration model selection trained, in one line."""
+    served: dict
+    """(experiment, arm, metric) cells per serving model (pipeline.served_models)."""
 
 
 def _root_message(error) -> str:
@@ -148,9 +150,12 @@ def run_retrain(db: Path, artifacts: Path, *, progress: Callable[[str], None] = 
         version = session.store.current_version()
         chosen = con.execute("SELECT chosen FROM pipeline.extractor_versions WHERE version = ?",
                              [version]).fetchall()
+        served = dict(con.execute("SELECT model, count(*) FROM pipeline.served_models GROUP BY model "
+                                  "ORDER BY count(*) DESC").fetchall())
     return RetrainSummary(
         extractor_version=version,
         chosen=chosen[0][0] if chosen and chosen[0][0] else "unknown",
+        served=served,
         n_experiments=int(counts["valid_experiments"]),
         n_rows=int(counts["training_examples"]),
         n_quarantined=int(counts["quarantine"]),
