@@ -28,6 +28,17 @@ SPLIT_NAMES = ("train", "validation", "test")
 MAX_ID_LENGTH = 200
 MIN_UNITS_PER_ARM = 2
 
+OUTLIER_SPANS = 10_000.0
+"""An outcome further than this many interquartile ranges outside the quartiles of its metric's
+valid values is quarantined as a broken feed, not a measurement: one 1e12 row among values of order
+one made every experiment's CATEs of that metric about 1e9 (issue 18). Quartiles, unlike the 1st and
+99th percentiles, stay put when a bad feed is a few percent of the rows; 10,000 ranges leave heavy
+tails alone (a log-normal metric with sigma 2 passes it in all but about one row in ten million; a
+Pareto tail of index 1.5 in all but one in a million). A metric with more than half its values
+equal falls back to its 1st-99th percentile span."""
+OUTLIER_MIN_ROWS = 50
+"""Fewest valid values of a metric for its percentile range to be trusted by the outlier rule."""
+
 QUARANTINE_COLUMNS = ["table", "unit_id", "experiment_id", "metric", "column", "reason"]
 REQUIRED_COLUMNS = {
     "unit_features": ("unit_id",),
@@ -537,7 +548,58 @@ def _validate_outcomes(frame: pd.DataFrame, units: _Ids, feat: _FeatureCheck, re
     exposure_row = _at(expo.row_of_key, found, -1)
     verdicts.flag(exposure_row < 0, "outcome of an unexposed unit")
     verdicts.cascade(exposure_row, expo.verdicts, prefix="its exposure was quarantined: ")
+    _flag_far_outliers(verdicts, values, metrics)
+    _flag_constant_metrics(verdicts, values, metrics, exp_pos, reg)
     return _OutcomeCheck(verdicts, experiment_ids, metrics, exposure_row, exp_pos)
+
+
+def _flag_far_outliers(verdicts: _Verdicts, values: np.ndarray, metrics: _Ids) -> None:
+    """Quarantine values beyond ``OUTLIER_SPANS`` percentile spans of their metric (see there)."""
+    kept = verdicts.kept
+    bad = np.zeros(len(values), dtype=bool)
+    reasons = np.full(len(values), None, dtype=object)
+    for code, name in enumerate(metrics.uniques):
+        rows = np.flatnonzero(kept & (metrics.codes == code))
+        if rows.size < OUTLIER_MIN_ROWS:
+            continue
+        q01, low, high, q99 = np.quantile(values[rows], [0.01, 0.25, 0.75, 0.99])
+        span = high - low if high > low else q99 - q01
+        if not span > 0:
+            continue  # (near-)constant: the constant-metric rule speaks for it
+        lo, hi = low - OUTLIER_SPANS * span, high + OUTLIER_SPANS * span
+        far = rows[(values[rows] < lo) | (values[rows] > hi)]
+        bad[far] = True
+        reasons[far] = (f"outcome value far outside metric {name!r}'s range: more than {OUTLIER_SPANS:,.0f} "
+                        f"times its spread ({span:.4g}) beyond its quartiles ({low:.4g}, {high:.4g})")
+    verdicts.flag_each(bad, reasons)
+
+
+def _flag_constant_metrics(verdicts: _Verdicts, values: np.ndarray, metrics: _Ids, exp_pos: np.ndarray,
+                           reg: "_RegistryCheck") -> None:
+    """Quarantine the values of a metric that is constant within an experiment: it has no effect to
+    estimate, and a head fitted to it would report noise as effects."""
+    kept = np.flatnonzero(verdicts.kept & (exp_pos >= 0))
+    if not kept.size:
+        return
+    n_metrics = max(len(metrics.uniques), 1)
+    group = exp_pos[kept] * n_metrics + metrics.codes[kept]
+    keys, inverse = np.unique(group, return_inverse=True)
+    low = np.full(keys.size, np.inf)
+    high = np.full(keys.size, -np.inf)
+    np.minimum.at(low, inverse, values[kept])
+    np.maximum.at(high, inverse, values[kept])
+    counts = np.bincount(inverse, minlength=keys.size)
+    constant = (counts >= 2) & (high - low <= 1e-12 * np.maximum(1.0, np.abs(high)))
+    if not constant.any():
+        return
+    exps, codes = np.divmod(keys, n_metrics)
+    messages = np.array([f"metric {metrics.uniques[c]!r} is constant ({v:.6g}) in experiment "
+                         f"{reg.index[e]!r}: no effect to estimate" for e, c, v in zip(exps, codes, low)], dtype=object)
+    bad = np.zeros(len(values), dtype=bool)
+    bad[kept[constant[inverse]]] = True
+    reasons = np.full(len(values), None, dtype=object)
+    reasons[kept] = messages[inverse]
+    verdicts.flag_each(bad, reasons)
 
 
 def _drop_small_arms(expo: _ExposureCheck, outc: _OutcomeCheck, reg: _RegistryCheck) -> pd.DataFrame:

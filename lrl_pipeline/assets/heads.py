@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from lrl_core.artifacts import LoadedModel
-from lrl_core.heads import ExperimentHead
+from lrl_core.data import QUARANTINE_COLUMNS
+from lrl_core.heads import MIN_HEAD_ROWS, ExperimentHead
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
@@ -62,25 +63,44 @@ def fit_head(rows: ExperimentRows, experiment_id: str, model: LoadedModel) -> tu
 
 
 def fit_experiment(rows: ExperimentRows, experiment_id: str,
-                   model: LoadedModel) -> tuple[pd.DataFrame | None, str, str, int]:
-    """``(records or None, status, detail, non-finite CATEs)`` of one experiment's head fit.
+                   model: LoadedModel) -> tuple[pd.DataFrame | None, str, str, int, pd.DataFrame | None]:
+    """``(records or None, status, detail, non-finite CATEs, quarantine rows)`` of one experiment's
+    head fit; the quarantine rows name the (arm, metric) cells left without a head for want of rows.
 
     A quarantined experiment or a failed fit gives no records; it never stops the other
     experiments of the run.
     """
     if rows.experiment(experiment_id) is None:
-        return None, "quarantined", rows.reasons(experiment_id), 0
+        return None, "quarantined", rows.reasons(experiment_id), 0, None
     try:
         head, arm_names = fit_head(rows, experiment_id, model)
     except (ValueError, np.linalg.LinAlgError) as error:
-        return None, "failed", f"head fit failed: {error}", 0
+        return None, "failed", f"head fit failed: {error}", 0, None
     units = np.unique(rows.pooled.row_unit[rows.experiment(experiment_id)[0]])
     cate = head.cate(rows.V[units])[:, estimable(head)[1:]]
     bad = int((~np.isfinite(cate)).sum())
     if bad:
-        return None, "failed", f"{bad} non-finite CATEs", bad
+        return None, "failed", f"{bad} non-finite CATEs", bad, None
     records = head_records(head, arm_names, experiment_id, model.version)
-    return records, "fitted", f"{len(records)} heads on {len(units)} units", 0
+    short = short_cells(head, arm_names, experiment_id)
+    detail = f"{len(records)} heads on {len(units)} units"
+    smallest = int(head.n_.max(axis=1).min())
+    if smallest < TINY_ARM_ROWS:
+        detail += f"; tiny: its smallest arm has {smallest} observed rows, so its CATEs lean on the pooled model"
+    if len(short):
+        detail += f"; {len(short)} arm-metric cells without a head (fewer than {MIN_HEAD_ROWS} observed rows)"
+    return records, "fitted", detail, 0, short
+
+
+def short_cells(head: ExperimentHead, arm_names: list[str], experiment_id: str) -> pd.DataFrame:
+    """Quarantine rows (``QUARANTINE_COLUMNS``) for the (arm, metric) cells with too few rows for a head."""
+    arms, metrics = np.nonzero(head.n_ < MIN_HEAD_ROWS)
+    return pd.DataFrame({
+        "table": "arms", "unit_id": None, "experiment_id": experiment_id,
+        "metric": [head.metric_names_[j] for j in metrics], "column": None,
+        "reason": [f"arm {arm_names[a]!r} has {head.n_[a, j]} observed {head.metric_names_[j]!r} values, fewer "
+                   f"than the {MIN_HEAD_ROWS} a head needs: no CATE for it" for a, j in zip(arms, metrics)],
+    }, columns=QUARANTINE_COLUMNS)
 
 
 def estimable(head: ExperimentHead) -> np.ndarray:
@@ -98,6 +118,9 @@ def head_records(head: ExperimentHead, arm_names: list[str], experiment_id: str,
     return records.assign(arm=[arm_names[a] for a in records["arm_index"]], experiment_id=experiment_id,
                           extractor_version=version, fitted_at=utc_now())
 
+
+TINY_ARM_ROWS = 10
+"""Experiments whose smallest arm has fewer observed rows than this are fitted but flagged as tiny."""
 
 HEAD_BATCH_ROWS = 1_000_000
 """Exposure rows read, validated and embedded at once by a run over many experiments: a retrain
@@ -147,14 +170,15 @@ def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
         with one_blas_thread():
             results.update({e: fit_experiment(rows, e, model) for e in group})
         quarantined.append(rows.quarantine[rows.quarantine["experiment_id"].isin(group)])
+        quarantined.extend(result[4] for e, result in results.items() if e in group and result[4] is not None)
         context.log.info(f"heads of {len(results)} of {len(keys)} experiments fitted")
         del rows
     frames = [records for records, *_ in results.values() if records is not None]
-    bad_cates = {e: bad for e, (_, _, _, bad) in results.items() if bad}
+    bad_cates = {e: bad for e, (_, _, _, bad, _) in results.items() if bad}
     heads = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment_id"])
     status = pd.DataFrame(
         [(e, state, detail, 0 if records is None else len(records))
-         for e, (records, state, detail, _) in results.items()],
+         for e, (records, state, detail, _, _) in results.items()],
         columns=["experiment_id", "status", "detail", "n_heads"],
     ).assign(extractor_version=model.version, updated_at=utc_now())
     own_quarantine = pd.concat(quarantined, ignore_index=True)

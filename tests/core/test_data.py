@@ -388,3 +388,42 @@ def test_split_is_identical_in_another_process():
     }
     local = "".join(map(str, split_by_unit(np.array(["a", "b", "ü"] + [f"u{i}" for i in range(200)]))))
     assert outputs == {local}
+
+
+def _noisy_tables(seed: int = 0, n_per_arm: int = 200):
+    """Two experiments x two arms, metrics m1 (normal), m2 (log-normal, sigma 2), one row each per unit."""
+    rng = np.random.default_rng(seed)
+    n = 4 * n_per_arm
+    exposures = pd.DataFrame({"unit_id": np.arange(n), "experiment_id": np.repeat(["E1", "E2"], 2 * n_per_arm),
+                              "arm": np.tile(np.repeat(["control", "treatment"], n_per_arm), 2)})
+    outcomes = pd.concat([
+        pd.DataFrame({"unit_id": np.arange(n), "experiment_id": exposures["experiment_id"], "metric": "m1",
+                      "value": rng.normal(size=n)}),
+        pd.DataFrame({"unit_id": np.arange(n), "experiment_id": exposures["experiment_id"], "metric": "m2",
+                      "value": rng.lognormal(sigma=2.0, size=n)}),
+    ], ignore_index=True)
+    return {"unit_features": pd.DataFrame({"unit_id": np.arange(n), "x": rng.normal(size=n)}),
+            "experiments": pd.DataFrame({"experiment_id": ["E1", "E2"]}), "exposures": exposures, "outcomes": outcomes}
+
+
+def test_a_broken_feed_is_quarantined_by_row_and_heavy_tails_are_not():
+    tables = _noisy_tables()
+    broken = tables["outcomes"].index[(tables["outcomes"]["metric"] == "m1")
+                                      & (tables["outcomes"]["experiment_id"] == "E2")][:20]
+    tables["outcomes"].loc[broken, "value"] = 1e12
+    result = validate_raw(**tables)
+    q = result.quarantine
+    far = q[q["reason"].str.contains("far outside metric 'm1'", na=False)]
+    assert sorted(far["unit_id"].astype(int)) == sorted(tables["outcomes"].loc[broken, "unit_id"])
+    # Nothing else: the log-normal metric's tail and the other experiment stay.
+    assert len(q) == 20 and len(result.outcomes) == len(tables["outcomes"]) - 20
+
+
+def test_a_constant_metric_of_an_experiment_is_not_estimated():
+    tables = _noisy_tables()
+    rows = (tables["outcomes"]["metric"] == "m2") & (tables["outcomes"]["experiment_id"] == "E1")
+    tables["outcomes"].loc[rows, "value"] = 3.0
+    q = validate_raw(**tables).quarantine
+    assert len(q) == rows.sum()
+    assert set(q["reason"]) == {"metric 'm2' is constant (3) in experiment 'E1': no effect to estimate"}
+    assert set(q["experiment_id"]) == {"E1"} and set(q["metric"]) == {"m2"}
