@@ -130,6 +130,23 @@ class FeatureTransform:
         out[:, :m] = z
         out[:, m:] = missing[:, self.has_missing_]
 
+    def in_range(self, prepared: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: rows of :meth:`transform` output none of whose features was clipped,
+        i.e. within ``clip`` standard deviations of the training mean everywhere. Outside it the
+        model extrapolates, and its effects are guesses."""
+        self._check_fitted()
+        return (np.abs(prepared[:, : self.n_features_in_]) < np.float32(self.clip)).all(axis=1)
+
+    def nonfinite_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """``(n,)`` bool: rows of ``frame`` with an infinite (or, in a nullable column, NaN) value in
+        a feature the transform uses; :meth:`transform_frame` refuses them."""
+        self._check_fitted()
+        bad = np.zeros(len(frame), dtype=bool)
+        for name in self.feature_names_:
+            if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name].dtype):
+                bad |= column_as_float(frame[name])[1]
+        return bad
+
     def unused_columns(self, frame: pd.DataFrame) -> list[str]:
         """Columns of ``frame`` other than ``unit_id`` that were not fitted on (:meth:`transform_frame` ignores them)."""
         self._check_fitted()

@@ -227,6 +227,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     scores = _runner().score_units(db, paths.artifacts_dir(db), units)
     # Not written into the file: pandas would store attrs in the parquet metadata.
     ignored = scores.attrs.pop("ignored_columns", [])
+    left_out = scores.attrs.pop("left_out_units", [])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
@@ -234,6 +235,13 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"Ignored {len(ignored)} column(s) the model left out: {', '.join(ignored)}")
     print(f"Wrote {len(scores)} CATE rows ({units['unit_id'].nunique()} units, "
           f"{scores['experiment_id'].nunique()} experiments, {scores['metric'].nunique()} metrics) to {out}")
+    if left_out:
+        shown = ", ".join(map(str, left_out[:5])) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        print(f"Left out {len(left_out)} unit(s) with an infinite feature value: unit_id {shown}")
+    outside = scores.loc[~scores["in_range"], "unit_id"].nunique()
+    if outside:
+        print(f"{outside} unit(s) lie beyond the training range in some feature (in_range = false): "
+              "their effects are extrapolations")
     served = scores["model"].value_counts()
     print("Served by " + ", ".join(f"{name} {count / len(scores):.0%}" for name, count in served.items())
           + " (see pipeline.served_models)")

@@ -19,7 +19,7 @@ from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
 
 __all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
 
-SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model"]
+SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model", "in_range"]
 
 
 class PipelineError(Exception):
@@ -38,7 +38,10 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     known), ``model``: the estimator that served the row (``lr_learner``; a
     T-learner, or ``lr_learner+<T-learner>`` for their blend, where the
     evaluation's held-out comparison chose it, see :mod:`lrl_core.serving`;
-    no standard error then); its ``attrs["ignored_columns"]`` lists the columns of ``units`` that
+    no standard error then), ``in_range``: False where some feature of the unit lies beyond
+    the transform's clip (10 training standard deviations), so the effect is an extrapolation.
+    A unit with an infinite feature value is left out, its id in ``attrs["left_out_units"]``;
+    ``attrs["ignored_columns"]`` lists the columns of ``units`` that
     no extractor used.
     Heads are normally all on the current extractor; while a retrain's refit is
     under way, an experiment not yet refitted is scored with its previous
@@ -61,16 +64,24 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
         raise PipelineError(f"no experiment heads on a saved extractor in {artifacts}: run `lrl update`")
     parts = []
     ignored = [str(c) for c in units.columns if c != "unit_id"]
+    # A unit with an infinite feature value has no effect to give: it is left out and named, not
+    # the whole batch refused.
+    nonfinite = store.load(store.current_version()).transform.nonfinite_rows(units)
+    left_out = units.loc[nonfinite, "unit_id"].tolist()
+    units = units[~nonfinite]
+    if units.empty:
+        raise PipelineError(f"every unit has an infinite feature value (unit_id {left_out[:5]}...)")
     for version, records in heads.groupby("extractor_version", sort=True):
         model = store.load(version)
         unused = set(model.transform.unused_columns(units))
         ignored = [c for c in ignored if c in unused]
         try:
-            V = model.learner.transform(model.transform.transform_frame(units))
+            X = model.transform.transform_frame(units)
         except ValueError as error:
             raise PipelineError(f"units do not match the model's features: {error}") from error
+        V, in_range = model.learner.transform(X), model.transform.in_range(X)
         with one_blas_thread():
-            parts.extend(_score_experiment(units["unit_id"].to_numpy(), V, experiment_id, rows)
+            parts.extend(_score_experiment(units["unit_id"].to_numpy(), V, in_range, experiment_id, rows)
                          for experiment_id, rows in records.groupby("experiment_id", sort=True))
     scores = pd.concat(parts, ignore_index=True).assign(model=POOLED)
     # A T-learner serves a cell only while the heads are those the choice was made beside.
@@ -80,10 +91,12 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
         _serve_baselines(scores, served, units, ArtifactStoreResource(root=str(Path(artifacts).resolve())))
     scores = scores.sort_values(["experiment_id"], kind="stable", ignore_index=True)[SCORE_COLUMNS]
     scores.attrs["ignored_columns"] = ignored
+    scores.attrs["left_out_units"] = left_out
     return scores
 
 
-def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, records: pd.DataFrame) -> pd.DataFrame:
+def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, in_range: np.ndarray, experiment_id: str,
+                      records: pd.DataFrame) -> pd.DataFrame:
     """Long-form CATEs of one experiment's stored heads for units with embeddings ``V (n, d)``."""
     head = ExperimentHead.from_records(records.assign(arm=records["arm_index"]).to_dict("records"))
     arm_names = records.drop_duplicates("arm_index").set_index("arm_index")["arm"]
@@ -100,6 +113,7 @@ def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, experiment_id: str, r
         "metric": np.tile(np.asarray(head.metric_names_, dtype=object)[pairs[:, 1]], n),
         "cate": cate.reshape(-1),
         "cate_se": pd.array(se.reshape(-1), dtype="Float64"),
+        "in_range": np.repeat(in_range, p),
     })
 
 

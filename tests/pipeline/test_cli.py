@@ -30,7 +30,7 @@ from lrl_pipeline.resources import LRLDatabase
 
 FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
                 "t_learners": {"config": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}}}}
-SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model"]
+SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model", "in_range"]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,25 @@ def test_score_writes_the_contract_long_form(cli_env, updated, tmp_path):
     # Which estimator served each row; a T-learner's rows carry no standard error.
     assert set(scores["model"]) <= {"lr_learner", "ols_t", "xgb_t", "lr_learner+ols_t", "lr_learner+xgb_t"}
     assert scores.loc[scores["model"] != "lr_learner", "cate_se"].isna().all()
+
+
+def test_score_leaves_out_infinite_units_by_name_and_flags_extrapolation(cli_env, updated, tmp_path, capsys):
+    units = updated["tables"]["unit_features"].head(6).reset_index(drop=True)
+    units["x0"] = units["x0"].astype("float64")
+    units.loc[0, "x0"] = np.inf
+    units.loc[1, "x1"] = 1e6  # a million training standard deviations or so away
+    bad, far = units.loc[0, "unit_id"], units.loc[1, "unit_id"]
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    out = tmp_path / "o.parquet"
+
+    assert cli.main(["score", "--units", str(tmp_path / "units.parquet"), "--out", str(out)]) == 0
+
+    printed = capsys.readouterr().out
+    assert f"Left out 1 unit(s) with an infinite feature value: unit_id {bad}" in printed
+    assert "1 unit(s) lie beyond the training range" in printed
+    scores = pd.read_parquet(out)
+    assert bad not in set(scores["unit_id"]) and scores["unit_id"].nunique() == 5
+    assert set(scores.loc[~scores["in_range"], "unit_id"]) == {far}
 
 
 def test_score_names_a_missing_feature_column(cli_env, updated, tmp_path, capsys):

@@ -106,7 +106,7 @@ def test_score_units_matches_the_contract(pipeline):
     units = units_of(pipeline.db).head(25)
     scores = score_units(pipeline.db, pipeline.artifacts, units)
 
-    assert list(scores.columns) == ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model"]
+    assert list(scores.columns) == ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model", "in_range"]
     assert scores["cate"].dtype == np.float64 and pd.api.types.is_float_dtype(scores["cate_se"].dtype)
     # One row per unit x experiment x treated arm x metric: 25 x 4 x 1 x 2.
     assert len(scores) == 25 * 4 * 1 * 2
