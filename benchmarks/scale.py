@@ -200,7 +200,7 @@ def _step_vs_bare(learner, X, train, val, n_arms: int, metrics: list[str], batch
 
     from lrl_core.training import SMALL_STEP_MACS, LRLearner
 
-    device, cfg = learner.device_, learner.config
+    device, cfg = learner.device_, learner.config_
     net = copy.deepcopy(learner.model_.extractor).train()
     x = torch.randn(batch_size, X.shape[1], device=device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -576,7 +576,9 @@ def summarise(r: dict) -> dict:
     s: dict = {}
     if "train" in ok:
         t = ok["train"]
-        flop_row = 2 * (t["n_features"] * t["hidden"] + t["hidden"] * t["d"])  # extractor forward, per row
+        # Extractor forward FLOPs per row, for the extractor model selection chose.
+        flop_row = (2 * (t["n_features"] * t["hidden"] + t["hidden"] * t["d"]) if t.get("extractor", "mlp") == "mlp"
+                    else 2 * t["n_features"] * t["d"])
         s.update(
             train_rows_per_s=t["train_rows"] / t["epoch_median_s"],
             # Backward costs about twice the forward: 3x the forward's FLOPs per trained row.
