@@ -8,8 +8,13 @@ The shape is shared with the T-learner baselines (docs/ARCHITECTURE.md)::
     model.transform(X)                         # (n, d): the extractor v(.)
 
 Training minimises the masked squared error of the standardised metrics plus
-an L2 penalty (see :meth:`LRLearner._optimizer`) with Adam on minibatches and
-stops early on validation rows, restoring the best epoch.
+an L2 penalty (see :meth:`_Trial._optimizer`) with Adam on minibatches and
+stops early on validation rows, restoring the best epoch. Fields of the
+config left unset (``None``: by default the extractor, ``d`` and the penalty)
+are chosen on the validation rows by successive halving over one resumable
+:class:`_Trial` per candidate (:mod:`lrl_core.selection`); given the arms'
+controls, two jackknife refits then measure the extractor's share of every
+CATE's variance (:mod:`lrl_core.uncertainty`).
 
 The feature matrix goes to the device once and is never copied: on a CPU
 the training tensor *is* the caller's ``X`` (``torch.from_numpy``), on CUDA
@@ -24,7 +29,7 @@ converges at the rate of reshuffling every epoch (Mishchenko et al. 2020,
 paper's real-data scale (5.3M rows, 142 features) a gathered copy of the
 training rows would add about 2.7 GB to the caller's 3 GB ``X``.
 
-The schedule (:meth:`LRLearner._train`) counts its patience in optimizer
+The schedule (:class:`_Trial`) counts its patience in optimizer
 steps, not epochs, and halves the learning rate on plateaus; see
 :class:`lrl_core.config.LRLConfig` for the measurements behind it.
 """
