@@ -27,11 +27,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .training import LRLearner
 
-__all__ = ["ArtifactStore", "LoadedModel", "Transform"]
+__all__ = ["ArtifactStore", "CorruptArtifact", "LoadedModel", "Transform"]
+
+
+class CorruptArtifact(ValueError):
+    """A saved version's files exist but cannot be read (truncated, overwritten, foreign); names the file."""
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _TMP = ".tmp-"
@@ -199,10 +204,18 @@ class ArtifactStore:
         path = self._versions_dir / _check_version(version)
         if not ((path / _WEIGHTS).is_file() and (path / _MODEL).is_file()):
             raise FileNotFoundError(f"no complete version {version!r} in {self.root}")
-        document = json.loads((path / _MODEL).read_text(encoding="utf-8"))
+        try:
+            document = json.loads((path / _MODEL).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CorruptArtifact(f"{path / _MODEL} is unreadable ({error})") from error
         if document.get("format") != FORMAT:
             raise ValueError(f"{path / _MODEL} has unknown format {document.get('format')!r}")
-        learner = self.learner_type.from_state(load_file(str(path / _WEIGHTS)), document["learner"], device=device)
+        try:
+            tensors = load_file(str(path / _WEIGHTS))
+            learner = self.learner_type.from_state(tensors, document["learner"], device=device)
+        except (OSError, SafetensorError, KeyError, RuntimeError) as error:
+            # A truncated or foreign file: say which one, never a bare library traceback.
+            raise CorruptArtifact(f"{path / _WEIGHTS} is unreadable ({error})") from error
         transform = None
         if document["transform"] is not None:
             transform = self._transform_type().from_dict(document["transform"])

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lrl_core.artifacts import CorruptArtifact
 from lrl_core.heads import ExperimentHead
 from lrl_core.serving import POOLED
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.raw import table_exists
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
 
 __all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
 
@@ -53,9 +54,20 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
         raise PipelineError(f"no saved extractor in {artifacts}: run `lrl retrain` first")
     if units["unit_id"].duplicated().any():
         raise PipelineError("units has duplicate unit_id values; give each unit once")
-    with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
-        heads = con.sql("SELECT * FROM pipeline.experiment_heads").df()
-        served = read_served_models(con)
+    try:
+        with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
+            heads = con.sql("SELECT * FROM pipeline.experiment_heads").df()
+            served = read_served_models(con)
+    except DatabaseBusy as error:
+        raise PipelineError(f"{error}; try again when the other `lrl` command or the UI's run finishes") from error
+    try:
+        return _score(store, heads, served, units, artifacts)
+    except CorruptArtifact as error:
+        raise PipelineError(f"{error}: run `lrl retrain` to write a fresh model") from error
+
+
+def _score(store, heads: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame, artifacts: Path) -> pd.DataFrame:
+    """:func:`score_units` once the heads are read."""
     heads = heads[heads["extractor_version"].isin(store.versions())]
     # One extractor per experiment: the newest its heads were fitted on (names sort by time).
     newest = heads.groupby("experiment_id")["extractor_version"].transform("max")

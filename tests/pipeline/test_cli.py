@@ -10,6 +10,7 @@ import contextlib
 import io
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,22 @@ def test_demo_pehe_is_zero_for_true_effects_and_grows_with_error():
     np.testing.assert_allclose(exact["pehe lr_heads"], 0.0, atol=1e-12)
     np.testing.assert_allclose(shifted["pehe lr_heads"], 0.25, rtol=1e-9)
     assert (exact["pehe true_cate_variance"] > 0).all()
+
+
+def test_score_with_a_truncated_model_file_fails_in_one_line_naming_it(cli_env, updated, tmp_path, capsys):
+    """Issue 18: a truncated weights file is named, with what to do, in one line and no traceback."""
+    copy = tmp_path / "copy"
+    shutil.copytree(cli_env / "artifacts", copy / "artifacts")
+    shutil.copy(updated["db"], copy / "store.duckdb")
+    version = ArtifactStore(copy / "artifacts").current_version()
+    weights = copy / "artifacts" / "versions" / version / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    units = updated["tables"]["unit_features"].head(3)
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+
+    code = cli.main(["score", "--db", str(copy / "store.duckdb"), "--units", str(tmp_path / "units.parquet"),
+                     "--out", str(tmp_path / "o.parquet")])
+
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(weights) in err and "lrl retrain" in err
