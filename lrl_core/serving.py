@@ -13,11 +13,12 @@ standard errors, positive-part shrinkage beyond), so with few held-out units
 or no evidence the pooled model keeps serving alone.
 
 Measured once with the product's defaults on three of ``benchmarks/defaults.py``'s
-worlds (its builders, seed 31422; PEHE of the pooled model, the XGBoost T-learner,
-switching to it at 2 SE of R-loss gain, and this shrunk blend): unrelated experiments 0.332 / 0.308 / 0.331 / 0.259;
-the paper's world at 100 units per arm 0.00468 / 1.20 / 0.00468 / 0.00467;
-a nonlinear world 0.1221 / 0.557 / 0.1221 / 0.1223. An unshrunk blend gave
-0.231 on the first but cost 10% on the other two.
+worlds (its builders, seed 31422, ``--quick`` sizes but for the paper world). PEHE
+of the pooled model / the XGBoost T-learner / switching to it at 2 SE of R-loss
+gain / this shrunk blend: unrelated experiments 0.332 / 0.308 / 0.331 / 0.259;
+the paper's world at 100 units per arm 0.00468 / 1.20 / 0.00468 / 0.00467; a
+nonlinear world 0.1221 / 0.557 / 0.1221 / 0.1223. An unshrunk blend gave 0.231
+on the first but cost 10% on the other two.
 """
 from __future__ import annotations
 
