@@ -212,24 +212,56 @@ def cmd_update(args: argparse.Namespace) -> None:
         print("Every experiment already has heads on the current extractor; nothing to do.")
 
 
+def _read_units(source: Path) -> pd.DataFrame:
+    """The units to score from a Parquet or CSV file, refused in one line when unusable."""
+    if not source.is_file():
+        raise CLIError(f"no units file at {source}: pass a parquet (or .csv) file with unit_id and the feature columns")
+    try:
+        units = pd.read_csv(source) if source.suffix.lower() == ".csv" else pd.read_parquet(source)
+    except Exception as exc:  # pyarrow and the CSV parser raise several types for an unreadable file
+        kind = "CSV" if source.suffix.lower() == ".csv" else "parquet (name a .csv file to read CSV)"
+        raise CLIError(f"cannot read {source} as {kind}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    if "unit_id" not in units.columns:
+        raise CLIError(f"{source} has no unit_id column: give unit_id plus the feature columns of raw.unit_features")
+    if units.empty:
+        raise CLIError(f"{source} has no units to score")
+    duplicated = units.loc[units["unit_id"].duplicated(), "unit_id"].unique()
+    if len(duplicated):
+        shown = ", ".join(map(str, duplicated[:5])) + (" ..." if len(duplicated) > 5 else "")
+        raise CLIError(f"{source} lists {len(duplicated)} unit_id(s) more than once ({shown}): give each unit once")
+    return units
+
+
+def _writable_out(out: Path) -> Path:
+    """``out`` if a file can be written there (its folder is created), else one line saying why."""
+    if out.is_dir():
+        raise CLIError(f"--out {out} is a directory: give a file name, e.g. {out / 'scores.parquet'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the folder of --out {out}: {exc.strerror or exc}") from exc
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise CLIError(f"cannot write --out {out}: permission denied")
+    return out
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     """CATE for the given units, long form, into a parquet file."""
     db = _existing_db(args.db)
-    source = Path(args.units)
-    if not source.is_file():
-        raise CLIError(f"no units file at {source}: pass a parquet file with unit_id and the feature columns")
-    try:
-        units = pd.read_parquet(source)
-    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
-        raise CLIError(f"cannot read {source} as parquet: {exc}") from exc
-    if "unit_id" not in units.columns:
-        raise CLIError(f"{source} has no unit_id column: give unit_id plus the feature columns of raw.unit_features")
+    out = _writable_out(Path(args.out))
+    units = _read_units(Path(args.units))
     scores = _runner().score_units(db, paths.artifacts_dir(db), units)
     # Not written into the file: pandas would store attrs in the parquet metadata.
     ignored = scores.attrs.pop("ignored_columns", [])
     left_out = scores.attrs.pop("left_out_units", [])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    for column, wanted in (("experiment_id", args.experiments), ("metric", args.metrics)):
+        if wanted:
+            names = [name.strip() for name in wanted.split(",") if name.strip()]
+            unknown = sorted(set(names) - set(scores[column]))
+            if unknown:
+                raise CLIError(f"no {column} {', '.join(unknown)} among the scored ones: "
+                               f"{', '.join(sorted(scores[column].unique())[:20])}")
+            scores = scores[scores[column].isin(names)].reset_index(drop=True)
     scores.to_parquet(out, index=False)
     if ignored:
         print(f"Ignored {len(ignored)} column(s) the model left out: {', '.join(ignored)}")
@@ -296,9 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
     score = sub.choices["score"]
     score.add_argument("--units", required=True, metavar="IN.parquet",
-                       help="unit_id plus the feature columns of raw.unit_features")
+                       help="unit_id plus the feature columns of raw.unit_features (a .csv file is read as CSV)")
     score.add_argument("--out", required=True, metavar="OUT.parquet",
-                       help="long form: unit_id, experiment_id, arm, metric, cate, cate_se")
+                       help="long form: unit_id, experiment_id, arm, metric, cate, cate_se, model, in_range")
+    score.add_argument("--experiments", metavar="E1,E2", help="only these experiments (comma-separated ids)")
+    score.add_argument("--metrics", metavar="M1,M2", help="only these metrics (comma-separated names)")
     return parser
 
 

@@ -248,3 +248,46 @@ def test_score_with_a_truncated_model_file_fails_in_one_line_naming_it(cli_env, 
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert str(weights) in err and "lrl retrain" in err
+
+
+def _score_cli(*args) -> int:
+    return cli.main(["score", *map(str, args)])
+
+
+def test_score_rough_edges_fail_in_one_line(cli_env, updated, tmp_path, capsys):
+    """Issue 12: --out naming a directory, an empty or duplicated units file, an unknown experiment."""
+    units = updated["tables"]["unit_features"].head(4)
+    good = tmp_path / "units.parquet"
+    units.to_parquet(good, index=False)
+    units.head(0).to_parquet(tmp_path / "empty.parquet", index=False)
+    pd.concat([units, units.head(1)]).to_parquet(tmp_path / "dup.parquet", index=False)
+    (tmp_path / "outdir").mkdir()
+    cases = [
+        ((good, tmp_path / "outdir"), "is a directory"),
+        ((tmp_path / "empty.parquet", tmp_path / "o.parquet"), "has no units to score"),
+        ((tmp_path / "dup.parquet", tmp_path / "o.parquet"), f"1 unit_id(s) more than once ({units['unit_id'].iloc[0]})"),
+        ((tmp_path / "units.txt", tmp_path / "o.parquet"), "no units file"),
+    ]
+    for (source, out), message in cases:
+        assert _score_cli("--units", source, "--out", out) == 1, message
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert _score_cli("--units", good, "--out", tmp_path / "o.parquet", "--experiments", "nope") == 1
+    assert "no experiment_id nope" in capsys.readouterr().err
+
+
+def test_score_reads_csv_and_restricts_experiments_and_metrics(cli_env, updated, tmp_path):
+    units = updated["tables"]["unit_features"].head(5)
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    units.to_csv(tmp_path / "units.csv", index=False)
+    data = updated["data"]
+    experiment, metric = data.experiments[0], data.metrics[1]
+
+    assert _score_cli("--units", tmp_path / "units.parquet", "--out", tmp_path / "all.parquet") == 0
+    assert _score_cli("--units", tmp_path / "units.csv", "--out", tmp_path / "some.parquet",
+                      "--experiments", experiment, "--metrics", metric) == 0
+
+    everything, some = pd.read_parquet(tmp_path / "all.parquet"), pd.read_parquet(tmp_path / "some.parquet")
+    assert set(some["experiment_id"]) == {experiment} and set(some["metric"]) == {metric}
+    expected = everything[(everything["experiment_id"] == experiment) & (everything["metric"] == metric)]
+    np.testing.assert_allclose(some["cate"].to_numpy(), expected["cate"].to_numpy(), rtol=1e-6)
