@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -159,6 +160,16 @@ def demo_pehe(data, scores: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _progress() -> Callable[[str], None]:
+    """A progress printer that puts the seconds since the command started before each stage."""
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", flush=True)
+
+    return say
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """Write a synthetic data set, retrain on it, then launch one new experiment and update."""
     from lrl_core.data import split_by_unit
@@ -176,11 +187,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
           f"{len(tables['unit_features'])} units, {len(first['exposures'])} exposures, "
           f"{len(data.metrics)} metrics ({newest} is held back, to be launched later)")
     write_raw_tables(db, first, replace=True)
-    result = runner.run_retrain(db, artifacts, progress=print)
+    progress = _progress()
+    result = runner.run_retrain(db, artifacts, progress=progress)
 
     print(f"\nLaunching a new experiment, {newest}: its head is fitted on the saved extractor, no retrain")
     write_raw_tables(db, {name: tables[name] for name in ("experiments", "exposures", "outcomes")}, replace=True)
-    fitted = runner.run_update(db, artifacts, progress=print)
+    fitted = runner.run_update(db, artifacts, progress=progress)
 
     # The generator knows the true effects: score held-out units as `lrl score` would.
     units = tables["unit_features"][split_by_unit(data.unit_ids) == 2]
@@ -198,14 +210,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_retrain(args: argparse.Namespace) -> None:
     """Materialize the whole asset graph through Dagster."""
     db = _existing_db(args.db)
-    result = _runner().run_retrain(db, paths.artifacts_dir(db), progress=print)
+    result = _runner().run_retrain(db, paths.artifacts_dir(db), progress=_progress())
     _print_retrain_result(result)
 
 
 def cmd_update(args: argparse.Namespace) -> None:
     """Fit heads for experiments that have none on the current extractor."""
     db = _existing_db(args.db)
-    fitted = _runner().run_update(db, paths.artifacts_dir(db), progress=print)
+    fitted = _runner().run_update(db, paths.artifacts_dir(db), progress=_progress())
     if fitted:
         print(f"Fitted heads for {len(fitted)} experiment(s): {', '.join(fitted)}")
     else:
