@@ -291,6 +291,21 @@ def cmd_score(args: argparse.Namespace) -> None:
           + " (see pipeline.served_models)")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    """Where the pipeline stands: extractor, heads, why the sensor waits, last runs, next retrain."""
+    import dagster as dg
+
+    from lrl_pipeline.status import pipeline_status
+
+    db = _existing_db(args.db)
+    with dg.DagsterInstance.get() as instance:
+        lines = pipeline_status(db, paths.artifacts_dir(db), instance)
+    width = max(len(label) for label, _ in lines)
+    print(f"Database: {db}")
+    for label, text in lines:
+        print(f"{label:<{width}}  {text}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     """Print the path of the latest retrain report (an HTML file)."""
     db = _existing_db(args.db)
@@ -333,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         "update": (cmd_update, "fit heads for experiments that have none yet, without retraining"),
         "score": (cmd_score, "CATE of given units for every experiment, treated arm and metric"),
         "report": (cmd_report, "print the path of the latest retrain report (HTML)"),
+        "status": (cmd_status, "the current extractor, experiments with and without heads, why the sensor "
+                               "waits, recent runs, the next scheduled retrain"),
         "ui": (cmd_ui, f"the Dagster UI over this project (http://{UI_HOST}:{UI_PORT})"),
     }
     for name, (func, text) in commands.items():

@@ -10,6 +10,7 @@ import contextlib
 import io
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -291,3 +292,14 @@ def test_score_reads_csv_and_restricts_experiments_and_metrics(cli_env, updated,
     assert set(some["experiment_id"]) == {experiment} and set(some["metric"]) == {metric}
     expected = everything[(everything["experiment_id"] == experiment) & (everything["metric"] == metric)]
     np.testing.assert_allclose(some["cate"].to_numpy(), expected["cate"].to_numpy(), rtol=1e-6)
+
+
+def test_status_says_where_the_pipeline_stands(cli_env, updated, capsys):
+    """Issue 12: the extractor, heads on it, the sensor's view, recent runs and the next retrain."""
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^extractor +{updated['version_after']}, trained", out, re.MULTILINE)
+    n = len(updated["data"].experiments)
+    assert f"{n} registered; {n} with heads on the current extractor" in out
+    assert "nothing to do: every experiment has heads" in out
+    assert "head_job" in out and "next retrain" in out and "UTC" in out
