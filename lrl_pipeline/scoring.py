@@ -78,13 +78,15 @@ def _score(store, heads: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame
     ignored = [str(c) for c in units.columns if c != "unit_id"]
     # A unit with an infinite feature value has no effect to give: it is left out and named, not
     # the whole batch refused.
-    nonfinite = store.load(store.current_version()).transform.nonfinite_rows(units)
+    models = {version: store.load(version) for version in sorted(set(heads["extractor_version"]))}
+    current = models.get(store.current_version()) or models[max(models)]
+    nonfinite = current.transform.nonfinite_rows(units)
     left_out = units.loc[nonfinite, "unit_id"].tolist()
     units = units[~nonfinite]
     if units.empty:
         raise PipelineError(f"every unit has an infinite feature value (unit_id {left_out[:5]}...)")
     for version, records in heads.groupby("extractor_version", sort=True):
-        model = store.load(version)
+        model = models[version]
         unused = set(model.transform.unused_columns(units))
         ignored = [c for c in ignored if c in unused]
         try:
@@ -141,6 +143,9 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
                      artifacts: ArtifactStoreResource) -> None:
     """Overwrite, in place, the cells of ``scores`` that validation gave to a T-learner."""
     store = artifacts.baseline_store()
+    # Row positions of each (experiment, arm, metric) cell, found once: a mask per cell would scan
+    # every row of the output once per served cell.
+    positions = scores.groupby(["experiment_id", "arm", "metric"], sort=False).indices
     for version, cells in served.groupby("baseline_version"):
         if version not in store.versions():
             continue  # pruned: the pooled model's CATE stays
@@ -156,11 +161,13 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
             with one_blas_thread():
                 cate = saved.learner.models[baseline].predict_cate(X, [g], [control])[:, 0]  # (n, J)
             for metric, weight in zip(rows["metric"], rows["pooled_weight"]):
-                target = ((scores["experiment_id"] == experiment_id) & (scores["arm"] == arm)
-                          & (scores["metric"] == metric)).to_numpy()
+                target = positions.get((experiment_id, arm, metric))
+                if target is None:
+                    continue  # a cell without a head (too few rows): nothing is served for it
                 # Rows of one cell are in units order (see _score_experiment).
-                pooled = scores.loc[target, "cate"].to_numpy(dtype=np.float64)
-                scores.loc[target, "cate"] = weight * pooled + (1 - weight) * cate[:, description["metrics"].index(metric)]
+                pooled = scores["cate"].to_numpy(dtype=np.float64)[target]
+                blended = weight * pooled + (1 - weight) * cate[:, description["metrics"].index(metric)]
+                scores.iloc[target, scores.columns.get_loc("cate")] = blended
                 # The T-learner's part has no standard error, so the served CATE has none.
-                scores.loc[target, "cate_se"] = pd.NA
-                scores.loc[target, "model"] = name
+                scores.iloc[target, scores.columns.get_loc("cate_se")] = pd.NA
+                scores.iloc[target, scores.columns.get_loc("model")] = name

@@ -303,3 +303,33 @@ def test_status_says_where_the_pipeline_stands(cli_env, updated, capsys):
     assert f"{n} registered; {n} with heads on the current extractor" in out
     assert "nothing to do: every experiment has heads" in out
     assert "head_job" in out and "next retrain" in out and "UTC" in out
+
+
+def test_a_blended_cell_serves_its_weighted_mix_of_pooled_and_t_learner_cates(cli_env, updated):
+    """What pipeline.served_models records is what `lrl score` serves: w * pooled + (1 - w) * T-learner."""
+    from lrl_pipeline.resources import ArtifactStoreResource
+    from lrl_pipeline.scoring import score_units
+
+    db, artifacts = updated["db"], cli_env / "artifacts"
+    with LRLDatabase(path=str(db)).connect(read_only=True) as con:
+        served = con.sql("SELECT * FROM pipeline.served_models WHERE model <> 'lr_learner'").df()
+    assert len(served), "this fixture's data should give at least one blended cell"
+    units = updated["tables"]["unit_features"].head(30)
+    scores = score_units(db, artifacts, units)
+    resource = ArtifactStoreResource(root=str(artifacts))
+    pooled_model = resource.store().load()
+    for row in served.itertuples():
+        saved = resource.baseline_store().load(row.baseline_version)
+        names = saved.metadata
+        g = next(i for i, k in enumerate(names["arm_experiment"])
+                 if names["experiments"][k] == row.experiment_id and names["arm_names"][i] == row.arm)
+        control = names["control_arm"][names["arm_experiment"][g]]
+        t_cate = saved.learner.models[row.model.removeprefix("lr_learner+")].predict_cate(
+            saved.transform.transform_frame(units), [g], [control])[:, 0, names["metrics"].index(row.metric)]
+        pooled = pooled_model.learner.predict_cate(pooled_model.transform.transform_frame(units), [g], [control])[
+            :, 0, pooled_model.learner.metric_names_.index(row.metric)]
+        cell = scores[(scores["experiment_id"] == row.experiment_id) & (scores["arm"] == row.arm)
+                      & (scores["metric"] == row.metric)]
+        assert (cell["model"] == row.model).all() and cell["cate_se"].isna().all()
+        np.testing.assert_allclose(cell["cate"], row.pooled_weight * pooled + (1 - row.pooled_weight) * t_cate,
+                                   rtol=1e-4, atol=1e-5)
