@@ -237,6 +237,11 @@ class XGBTLearner(_TLearner):
         Passed to every ``xgboost.XGBRegressor`` (``tree_method="hist"``).
     n_jobs:
         Threads per model; ``None`` lets XGBoost use every core.
+    min_rows:
+        Fewest observed outcomes an (arm, metric) needs for a model; below it the pair gets
+        none (NaN predictions), as a pair with no rows does. Boosting a few rows costs as much
+        as boosting thousands (its fixed cost is per model: 200 experiments of 3 units per arm
+        made a retrain's T-learners 10x slower, issue 18) and fits noise.
     seed:
         ``random_state`` of every model.
     progress:
@@ -260,11 +265,13 @@ class XGBTLearner(_TLearner):
         n_jobs: int | None = None,
         seed: int = 0,
         progress: bool = True,
+        min_rows: int = 20,
     ):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.n_jobs = n_jobs
+        self.min_rows = min_rows
         self.seed = seed
         self.progress = progress
 
@@ -293,7 +300,7 @@ class XGBTLearner(_TLearner):
         np.add.at(n_obs, arms, observed.astype(np.int64))
         order = np.argsort(arms, kind="stable")
         bounds = np.searchsorted(arms[order], np.arange(G + 1))
-        n_models = int((n_obs > 0).sum())
+        n_models = int((n_obs >= max(self.min_rows, 1)).sum())
         bar = tqdm(
             total=n_models,
             desc="XGB T-learners",
@@ -307,7 +314,7 @@ class XGBTLearner(_TLearner):
                 if rows.size == 0:
                     continue
                 Z = X[units[rows]].astype(np.float32)
-                for j in np.flatnonzero(n_obs[g] > 0):
+                for j in np.flatnonzero(n_obs[g] >= max(self.min_rows, 1)):
                     mask = observed[rows, j]
                     models[(g, int(j))] = self._new_model().fit(Z[mask], Y[rows[mask], j])
                     bar.update()
@@ -325,7 +332,8 @@ class XGBTLearner(_TLearner):
                    for (g, j), model in self.models_.items()}
         tensors["n_obs"] = torch.from_numpy(self.n_obs_.copy())
         meta = {"format": "lrl.XGBTLearner/1", "n_estimators": self.n_estimators, "max_depth": self.max_depth,
-                "learning_rate": self.learning_rate, "seed": self.seed, "n_features": self.n_features_in_}
+                "learning_rate": self.learning_rate, "seed": self.seed, "n_features": self.n_features_in_,
+                "min_rows": self.min_rows}
         return tensors, meta
 
     @classmethod
@@ -334,7 +342,7 @@ class XGBTLearner(_TLearner):
         import xgboost
 
         learner = cls(meta["n_estimators"], meta["max_depth"], meta["learning_rate"], n_jobs=1, seed=meta["seed"],
-                      progress=False)
+                      progress=False, min_rows=meta.get("min_rows", 1))
         learner.models_ = {}
         for key, tensor in tensors.items():
             if key.startswith("xgb."):

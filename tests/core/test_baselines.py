@@ -140,3 +140,14 @@ def test_xgb_shapes_missing_metrics_and_models():
     np.testing.assert_array_equal(out[:, 0], out[:, 2])
     cate = model.predict_cate(X, [1], [0])
     np.testing.assert_allclose(cate[:, 0, 0], out[:, 0, 0] - out[:, 1, 0], rtol=1e-6)
+
+
+def test_xgboost_t_learner_skips_pairs_with_too_few_rows():
+    rng = np.random.default_rng(4)
+    arms = np.repeat([0, 1, 2], [40, 40, 5])  # arm 2 has five units
+    X = rng.normal(size=(arms.size, 3))
+    Y = rng.normal(size=(arms.size, 2))
+    model = XGBTLearner(n_estimators=5, n_jobs=1, progress=False, min_rows=20).fit(
+        X, np.arange(arms.size), arms, Y, n_arms=3)
+    assert sorted(model.models_) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert np.isnan(model.predict_outcomes(X[:3], [2])).all() and np.isfinite(model.predict_outcomes(X[:3], [1])).all()
