@@ -7,6 +7,7 @@ else a default (see CONTRACT.md, "Storage").
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 __all__ = ["db_path", "artifacts_dir", "project_root", "dagster_home", "ensure_dagster_home"]
@@ -49,5 +50,11 @@ def ensure_dagster_home() -> Path:
     """
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
+    settings, project = home / "dagster.yaml", project_root() / "dagster_home" / "dagster.yaml"
+    if not settings.exists() and project.is_file():
+        # A home of the user's own gets the project's settings: without them every command prints
+        # Dagster's no-configuration notice and telemetry banner, and the one-writer pool that
+        # keeps DuckDB runs from colliding is missing.
+        shutil.copyfile(project, settings)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -34,6 +34,12 @@ def test_dagster_home_defaults_to_the_project(tmp_path, monkeypatch):
     assert paths.dagster_home() == paths.project_root() / "dagster_home"
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert paths.ensure_dagster_home() == tmp_path / "home" and (tmp_path / "home").is_dir()
+    # A fresh home gets the project's settings (no banner, the one-writer pool); an existing one is kept.
+    written = (tmp_path / "home" / "dagster.yaml").read_text()
+    assert written == (paths.project_root() / "dagster_home" / "dagster.yaml").read_text()
+    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    paths.ensure_dagster_home()
+    assert (tmp_path / "home" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
 
 
 def hold_lock(db, seconds: float) -> subprocess.Popen:
