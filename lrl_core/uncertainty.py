@@ -34,19 +34,19 @@ i.e. an extractor error spread evenly over the latent directions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = ["JackknifeResult", "jackknife_cate_variance"]
 
 
-class JackknifeResult:
+class JackknifeResult(NamedTuple):
     """``cate_var (G, J)``: jackknife variance of each treatment arm's pooled CATE (NaN for
     controls and arms with no unit); ``extractor_var (J,)``: ``s2_j`` for new experiments."""
 
-    def __init__(self, cate_var: np.ndarray, extractor_var: np.ndarray) -> None:
-        self.cate_var = cate_var
-        self.extractor_var = extractor_var
+    cate_var: np.ndarray
+    extractor_var: np.ndarray
 
 
 def jackknife_cate_variance(

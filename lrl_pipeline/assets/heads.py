@@ -34,6 +34,10 @@ _EXPOSURE_COUNTS = ("SELECT CAST(experiment_id AS VARCHAR) AS e, count(*) FROM r
                     "WHERE CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) GROUP BY e")
 
 
+TINY_ARM_ROWS = 10
+"""Experiments whose smallest arm has fewer observed rows than this are fitted but flagged as tiny."""
+
+
 def trained_arms(model: LoadedModel, experiment_id: str, arm_names: list[str]) -> np.ndarray | None:
     """The extractor's global index of each of an experiment's arms (control first), when it was
     trained on exactly these arms; None for a new experiment or one whose arms changed."""
@@ -118,9 +122,6 @@ def head_records(head: ExperimentHead, arm_names: list[str], experiment_id: str,
     return records.assign(arm=[arm_names[a] for a in records["arm_index"]], experiment_id=experiment_id,
                           extractor_version=version, fitted_at=utc_now())
 
-
-TINY_ARM_ROWS = 10
-"""Experiments whose smallest arm has fewer observed rows than this are fitted but flagged as tiny."""
 
 HEAD_BATCH_ROWS = 1_000_000
 """Exposure rows read, validated and embedded at once by a run over many experiments: a retrain
