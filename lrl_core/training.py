@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from .config import LRLConfig
 from .model import LowRankNet, arm_pages
 from .selection import candidate_configs, successive_halving
-from .uncertainty import jackknife_cate_variance
+from .uncertainty import jackknife_cate_variance, validation_ceiling
 
 __all__ = ["LRLearner", "resolve_device"]
 
@@ -379,8 +379,9 @@ class LRLearner:
                 return LRLearner(refit_config).fit(X, units[keep], arms[keep], Y[keep], n_arms=n_arms,
                                                    validation=val_rows, metric_names=self.metric_names_)
 
+            ceiling = validation_ceiling(self, X, *val_rows, controls) if val_rows[0].size else None
             jackknife = jackknife_cate_variance(refit, self, X, units, arms, controls, cfg.interval_refits,
-                                                cfg.interval_drop, cfg.seed)
+                                                cfg.interval_drop, cfg.seed, ceiling)
             self.cate_var_, self.extractor_var_ = jackknife.cate_var, jackknife.extractor_var
         self.fit_seconds_ = time.perf_counter() - started
         return self
