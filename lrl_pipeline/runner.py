@@ -2,7 +2,7 @@
 
 Runs go to the Dagster instance at ``$DAGSTER_HOME`` (the project's
 ``dagster_home/`` by default), so they show in the UI, and carry tags that
-keep the experiment sensor from fitting the same heads at the same time.
+let the one planner (:mod:`lrl_pipeline.planning`) see what is being fitted.
 Expected failures raise :class:`PipelineError` with what to do.
 """
 from __future__ import annotations
@@ -24,14 +24,17 @@ from lrl_pipeline.paths import ensure_dagster_home
 from lrl_pipeline.raw import RAW_TABLES, table_exists
 from lrl_pipeline.reporting import latest_retrain_report
 from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
-from lrl_pipeline.runs import HEADS_BY_TAG, cli_tags, reap_dead_cli_runs
+from lrl_pipeline.planning import head_run_tags, plan_heads
+from lrl_pipeline.runs import cli_tags, reap_dead_cli_runs
 from lrl_pipeline.scoring import PipelineError, score_units
-from lrl_pipeline.sensors import RANGE_END, RANGE_START
-from lrl_pipeline.state import contiguous_blocks, read_head_state
+from lrl_pipeline.state import read_head_state
 from lrl_pipeline.tables import read_table
 
 __all__ = ["PipelineError", "RetrainSummary", "run_retrain", "run_update", "score_units", "summary_table",
            "latest_report_path"]
+
+HEAD_WAIT_S = 1800
+"""How long a command waits for heads that another live run (the sensor's) is fitting."""
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -87,22 +90,34 @@ class _Session:
             raise PipelineError(f"{job} failed (run {result.run_id}): {detail}")
 
     def fit_stale_heads(self, progress: Callable[[str], None]) -> list[str]:
-        """Add partitions for new experiments and fit every head not on the current extractor."""
+        """Add partitions for new experiments and fit every head not on the current extractor.
+
+        Plans with :func:`~lrl_pipeline.planning.plan_heads`, as the sensor does: experiments a
+        live run (the sensor's) is already fitting are waited for, not fitted again.
+        """
         version = self.store.current_version()
         if version is None:
             raise PipelineError("no saved extractor yet: run `lrl retrain` first")
-        with self.connect() as con:
-            state = read_head_state(con)
-        known = self.instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS)
-        new = [e for e in state.registry if e not in set(known)]
-        if new:
-            self.instance.add_dynamic_partitions(EXPERIMENT_PARTITIONS, new)
-        stale = state.stale(version)
-        blocks = contiguous_blocks([*known, *new], stale)
-        if stale:
-            progress(f"Fitting heads for {len(stale)} experiment(s) on extractor {version}")
-        for block in blocks:
-            self.run("head_job", tags={RANGE_START: block[0], RANGE_END: block[-1]})
+        started, announced, stale = time.monotonic(), False, None
+        while True:
+            with self.connect() as con:
+                state = read_head_state(con)
+            stale = state.stale(version) if stale is None else stale
+            plan = plan_heads(self.instance, state, version, wait_for_retrain=False)
+            if plan.new_partitions:
+                self.instance.add_dynamic_partitions(EXPERIMENT_PARTITIONS, plan.new_partitions)
+            if plan.runs and not announced:
+                progress(f"Fitting heads for {len(stale)} experiment(s) on extractor {version}")
+                announced = True
+            for block in plan.runs:
+                self.run("head_job", tags=head_run_tags(block, version))
+            if not plan.in_flight:
+                break
+            if time.monotonic() - started > HEAD_WAIT_S:
+                raise PipelineError(f"runs in flight still fit {len(plan.in_flight)} experiment(s) after "
+                                    f"{HEAD_WAIT_S / 60:.0f} minutes: see `lrl status`, then `lrl update`")
+            progress(f"Waiting for the runs in flight that fit {len(plan.in_flight)} experiment(s)")
+            time.sleep(2.0)
         with self.connect() as con:
             status = read_table(con, "head_status")
         fitted = status[(status["extractor_version"] == version) & (status["status"] == "fitted")]
@@ -139,8 +154,7 @@ def run_retrain(db: Path, artifacts: Path, *, progress: Callable[[str], None] = 
     session = _Session(db, artifacts, instance, run_config)
     session.require_raw()
     progress("Validating raw tables, preparing features, training the LR-learner and the T-learners")
-    # The heads of this version are ours: the sensor stays out of them.
-    session.run("retrain_job", tags={HEADS_BY_TAG: "runner"}, run_config=session.retrain_config)
+    session.run("retrain_job", run_config=session.retrain_config)
     session.fit_stale_heads(progress)
     progress("Evaluating the LR-learner against the T-learners")
     session.run("report_job")

@@ -13,13 +13,10 @@ import socket
 
 import dagster as dg
 
-__all__ = ["PIPELINE_TAG", "HEADS_BY_TAG", "IN_FLIGHT", "cli_tags", "is_alive", "reap_dead_cli_runs"]
+__all__ = ["PIPELINE_TAG", "IN_FLIGHT", "cli_tags", "is_alive", "reap_dead_cli_runs"]
 
 PIPELINE_TAG = "lrl/pipeline"
-"""``retrain`` on scheduled retrains, ``cli`` on command-line runs: the sensor waits while one is in flight."""
-
-HEADS_BY_TAG = "lrl/heads_by"
-"""``runner`` on a retrain whose command-line runner fits the heads itself (the sensor stays out)."""
+"""``retrain`` on scheduled retrains, ``cli`` on command-line runs."""
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]

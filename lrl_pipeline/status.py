@@ -16,7 +16,7 @@ import pandas as pd
 from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
 from lrl_pipeline.schedules import retrain_cron
 from lrl_pipeline.scoring import PipelineError
-from lrl_pipeline.sensors import busy_reason
+from lrl_pipeline.planning import plan_heads
 from lrl_pipeline.state import read_head_state
 from lrl_pipeline.tables import read_table
 
@@ -81,11 +81,14 @@ def pipeline_status(db: Path, artifacts: Path, instance: dg.DagsterInstance) -> 
         shown = ", ".join(stale[:8]) + (f" and {len(stale) - 8} more" if len(stale) > 8 else "")
         lines.append(("waiting for heads", shown))
     if version is not None:
-        busy = busy_reason(instance, version)
-        if stale:
-            lines.append(("sensor", f"waits: {busy}" if busy else
-                          "will request their heads at its next tick (every 30 s while `lrl ui` runs), "
-                          "or run `lrl update`"))
+        plan = plan_heads(instance, state, version)
+        if plan.retrain_run:
+            lines.append(("sensor", f"waits: retrain run {plan.retrain_run} is in flight; heads follow its extractor"))
+        elif plan.in_flight:
+            lines.append(("sensor", f"waits: runs in flight fit {len(plan.in_flight)} experiment(s)"))
+        if stale and plan.runs:
+            lines.append(("sensor", "will request their heads at its next tick (every 30 s while `lrl ui` runs), "
+                                    "or run `lrl update`"))
         else:
             lines.append(("sensor", "nothing to do: every experiment has heads on the current extractor"))
     for record in instance.get_run_records(limit=RECENT_RUNS):

@@ -10,6 +10,7 @@ cover one partition or a range: the extractor is loaded once per run.
 import time
 
 import dagster as dg
+from dagster._core.errors import DagsterInvalidPropertyError
 import numpy as np
 import pandas as pd
 
@@ -19,8 +20,10 @@ from lrl_core.heads import MIN_HEAD_ROWS, ExperimentHead
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
+from lrl_pipeline.planning import EXTRACTOR_TAG
 from lrl_pipeline.raw import table_exists
 from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.state import read_head_state
 from lrl_pipeline.tables import ensure_schema, insert_rows, quarantine_rows, utc_now
 
 GROUP = "heads"
@@ -132,8 +135,8 @@ feature matrix."""
 def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]]:
     """``keys`` in order, cut into groups of at most ``HEAD_BATCH_ROWS`` raw exposure rows
     (an experiment larger than that is a group of its own)."""
-    if len(keys) == 1:  # a newly launched experiment: no need to count
-        return [keys]
+    if len(keys) <= 1:  # a newly launched experiment (or nothing left to fit): no need to count
+        return [keys] if keys else []
     with database.connect() as con:
         counts = dict(con.execute(_EXPOSURE_COUNTS, [keys]).fetchall()) if table_exists(con, "raw", "exposures") else {}
     groups, size = [[]], 0
@@ -147,6 +150,28 @@ def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]
     return groups
 
 
+def _not_yet_fitted(context: dg.AssetExecutionContext, database: LRLDatabase, version: str) -> list[str]:
+    """The run's partitions, less those with heads on ``version`` when the run was planned for it.
+
+    Planned runs (:mod:`lrl_pipeline.planning`) that overlapped are serialised by the ``duckdb``
+    pool; the later one finds the heads fitted and leaves them. A run started by hand in the UI
+    (no plan tag) refits every partition it names.
+    """
+    keys = list(context.partition_keys)
+    try:
+        planned_for = context.run.tags.get(EXTRACTOR_TAG)
+    except DagsterInvalidPropertyError:  # invoked directly (tests): no run, so no plan
+        planned_for = None
+    if planned_for != version:
+        return keys
+    with database.connect(read_only=True, timeout_s=database.write_timeout_s) as con:
+        done = read_head_state(con).head_versions
+    fitted = [k for k in keys if done.get(k) == version]
+    if fitted:
+        context.log.info(f"{len(fitted)} experiment(s) already have heads on {version}: left as they are")
+    return [k for k in keys if done.get(k) != version]
+
+
 @dg.asset(
     group_name=GROUP, kinds={"python", "duckdb"}, pool="duckdb", code_version="1",
     partitions_def=experiment_partitions,
@@ -158,8 +183,8 @@ def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]
 def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
                      artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """Linear heads on the current extractor, per experiment, arm and metric (pipeline.experiment_heads)."""
-    keys = list(context.partition_keys)
     model = artifacts.store().load()
+    keys = _not_yet_fitted(context, database, model.version)
     start = time.perf_counter()
     results, quarantined = {}, []
     for group in _experiment_groups(database, keys):
@@ -182,7 +207,8 @@ def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
          for e, (records, state, detail, _, _) in results.items()],
         columns=["experiment_id", "status", "detail", "n_heads"],
     ).assign(extractor_version=model.version, updated_at=utc_now())
-    own_quarantine = pd.concat(quarantined, ignore_index=True)
+    own_quarantine = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(
+        columns=QUARANTINE_COLUMNS)
     with database.connect() as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")

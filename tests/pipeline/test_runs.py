@@ -10,6 +10,8 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
+from lrl_core.artifacts import ArtifactStore
+from lrl_pipeline.planning import head_run_tags
 from lrl_pipeline.raw import write_raw_tables
 from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
 from lrl_pipeline.runner import run_update
@@ -25,8 +27,8 @@ def dead_pid() -> int:
     return child.pid
 
 
-def cli_run(instance, pid: int):
-    tags = {PIPELINE_TAG: "cli", "lrl/pid": str(pid), "lrl/host": socket.gethostname()}
+def cli_run(instance, pid: int, extra: dict | None = None):
+    tags = {PIPELINE_TAG: "cli", "lrl/pid": str(pid), "lrl/host": socket.gethostname(), **(extra or {})}
     return create_run_for_test(instance, job_name="head_job", status=dg.DagsterRunStatus.STARTED, tags=tags)
 
 
@@ -49,15 +51,17 @@ def test_the_sensor_waits_for_a_live_command_line_run_only(pipeline):
     write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
     resources = {"database": LRLDatabase(path=str(pipeline.db)),
                  "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
+    version = ArtifactStore(pipeline.artifacts).current_version()
 
     def tick():
         return experiment_sensor(dg.build_sensor_context(instance=pipeline.instance, resources=resources))
 
-    live = cli_run(pipeline.instance, os.getpid())
+    live = cli_run(pipeline.instance, os.getpid(), head_run_tags([pipeline.new_experiment], version))
     waiting = tick()
-    assert not waiting.run_requests and live.run_id in waiting.skip_reason.skip_message
+    assert not waiting.run_requests and "in flight" in waiting.skip_reason.skip_message
 
     pipeline.instance.report_run_failed(live)
-    cli_run(pipeline.instance, dead_pid())  # killed: it never reports its end
+    # Killed: it never reports its end, but its pid is gone, so its experiment is free again.
+    cli_run(pipeline.instance, dead_pid(), head_run_tags([pipeline.new_experiment], version))
     assert [r.partition_key for r in tick().run_requests] == [pipeline.new_experiment]
     assert reap_dead_cli_runs(pipeline.instance)

@@ -13,7 +13,9 @@ from lrl_core.artifacts import ArtifactStore
 from lrl_pipeline.definitions import build_definitions
 from lrl_pipeline.raw import write_raw_tables
 from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline.sensors import RANGE_END, RANGE_START, experiment_sensor
+from lrl_pipeline.planning import RANGE_END, RANGE_START
+from lrl_pipeline.runner import run_retrain
+from lrl_pipeline.sensors import experiment_sensor
 
 
 def tick(pipeline, cursor=None) -> dg.SensorResult:
@@ -83,6 +85,35 @@ def test_a_new_extractor_version_requests_every_refit_then_the_report(pipeline, 
     assert [(r.job_name, r.run_key) for r in report.run_requests] == [("report_job", f"report:{new}")]
     execute(pipeline, report.run_requests[0])
     assert not tick(pipeline, report.cursor).run_requests
+
+
+def test_a_new_experiment_gets_its_head_at_the_first_tick_after_a_command_line_retrain(pipeline, fast_run_config):
+    # `lrl retrain` fits every head itself; nothing of the old grace period keeps the sensor away.
+    run_retrain(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance,
+                run_config=fast_run_config)
+    version = ArtifactStore(pipeline.artifacts).current_version()
+    assert not tick(pipeline).run_requests  # every head is on the new extractor: nothing fitted twice
+
+    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
+    first = tick(pipeline)
+    assert [(r.job_name, r.partition_key, r.run_key) for r in first.run_requests] == [
+        ("head_job", pipeline.new_experiment, f"{pipeline.new_experiment}:{version}")]
+
+
+def test_experiments_a_live_run_is_fitting_are_not_requested_again(pipeline):
+    from dagster._core.test_utils import create_run_for_test
+
+    from lrl_pipeline.planning import head_run_tags
+
+    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
+    tick(pipeline)  # adds the partition
+    version = ArtifactStore(pipeline.artifacts).current_version()
+    live = create_run_for_test(pipeline.instance, job_name="head_job", status=dg.DagsterRunStatus.STARTED,
+                               tags=head_run_tags([pipeline.new_experiment], version))
+    waiting = tick(pipeline)
+    assert not waiting.run_requests and "runs in flight" in waiting.skip_reason.skip_message
+    pipeline.instance.report_run_failed(live)
+    assert [r.partition_key for r in tick(pipeline).run_requests] == [pipeline.new_experiment]
 
 
 def test_a_tick_skips_while_another_process_holds_the_database(pipeline):
