@@ -30,6 +30,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_text_atomically
 from .training import LRLearner
 
 __all__ = ["ArtifactStore", "CorruptArtifact", "LoadedModel", "Transform"]
@@ -164,16 +165,8 @@ class ArtifactStore:
         """Point ``CURRENT`` at a complete version, atomically (temp file + ``os.replace``)."""
         if version not in self.versions():
             raise FileNotFoundError(f"no complete version {_check_version(version)!r} in {self.root}")
-        tmp = self.root / f"{_TMP}CURRENT-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(version + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.root / "CURRENT")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # The temporary name starts with _TMP so that prune() clears one a crash left behind.
+        write_text_atomically(self.root / "CURRENT", version + "\n", tmp_prefix=f"{_TMP}CURRENT-")
         _fsync(self.root)
 
     # ----------------------------------------------------------------- read

@@ -8,30 +8,15 @@ The shape is shared with the T-learner baselines (docs/ARCHITECTURE.md)::
     model.transform(X)                         # (n, d): the extractor v(.)
 
 Training minimises the masked squared error of the standardised metrics plus
-an L2 penalty (see :meth:`_Trial._optimizer`) with Adam on minibatches and
+an L2 penalty (see :meth:`lrl_core.trial._Trial._optimizer`) with Adam on minibatches and
 stops early on validation rows, restoring the best epoch. Fields of the
 config left unset (``None``: by default the extractor, ``d`` and the penalty)
 are chosen on the validation rows by successive halving over one resumable
-:class:`_Trial` per candidate (:mod:`lrl_core.selection`); given the arms'
+:class:`~lrl_core.trial._Trial` per candidate (:mod:`lrl_core.selection`); given the arms'
 controls, two jackknife refits then measure the extractor's share of every
 CATE's variance (:mod:`lrl_core.uncertainty`).
 
-The feature matrix goes to the device once and is never copied: on a CPU
-the training tensor *is* the caller's ``X`` (``torch.from_numpy``), on CUDA
-one device copy of ``X`` when it fits (else batches are gathered on the host).
-The training rows are shuffled once, in one seeded permutation, and cut into
-fixed batches that hold only row indices, standardised outcomes and the
-arm-page layout; every step gathers its batch's feature rows into one
-preallocated buffer (``index_select(out=)``: no allocation per step), and
-every epoch visits the batches in a fresh seeded order. Shuffling once
-converges at the rate of reshuffling every epoch (Mishchenko et al. 2020,
-"Random Reshuffling: Simple Analysis with Vast Improvements"). At the
-paper's real-data scale (5.3M rows, 142 features) a gathered copy of the
-training rows would add about 2.7 GB to the caller's 3 GB ``X``.
-
-The schedule (:class:`_Trial`) counts its patience in optimizer
-steps, not epochs, and halves the learning rate on plateaus; see
-:class:`lrl_core.config.LRLConfig` for the measurements behind it.
+The resumable training run and its batching live in :mod:`lrl_core.trial`.
 """
 from __future__ import annotations
 
@@ -39,69 +24,28 @@ import math
 import os
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .config import LRLConfig
-from .model import LowRankNet, arm_pages
+from .model import LowRankNet
 from .selection import candidate_configs, successive_halving
+from .trial import SMALL_STEP_MACS, _Batches, _Trial, device_features, lay_out_batches, patience_epochs
 from .uncertainty import jackknife_cate_variance, validation_ceiling
 
-__all__ = ["LRLearner", "resolve_device"]
+__all__ = ["LRLearner", "resolve_device", "patience_epochs", "SMALL_STEP_MACS"]
 
 PREDICT_CHUNK = 65536
 """Units per forward pass when predicting; bounds memory, not results."""
-
-SMALL_STEP_MACS = 32_000_000
-"""Below this many multiply-adds per forward pass of the extractor, a CPU
-training step runs on one thread: such steps take microseconds, and waking
-OpenMP workers costs more than it saves (on a busy machine, 50 times more)."""
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
     """The training device: ``requested``, else ``$LRL_DEVICE``, else CUDA when available, else CPU."""
     name = requested or os.environ.get("LRL_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-@contextmanager
-def _intra_op_threads(n: int | None) -> Iterator[None]:
-    """Temporarily cap torch's intra-op threads at ``n`` (``None``: leave them), restoring on exit."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(min(n, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass
-class _Batches:
-    """Rows in batch order, cut into fixed batches with their arm-page layout.
-
-    Features stay in ``features`` (shared, never copied): ``rows`` says which
-    row of it each exposure row reads, and each step gathers its batch into
-    ``buffer`` (shared by the training and validation batches).
-    """
-
-    features: torch.Tensor  # (n, p) float32 ``X``, on the device or, when it does not fit there, the CPU
-    rows: torch.Tensor  # (r,) int64 row of ``features`` of each exposure row, on the same device
-    buffer: torch.Tensor  # (largest batch, p) float32 on the same device, overwritten every step
-    y: torch.Tensor  # (r, J) standardised outcomes, 0 where unobserved
-    mask: torch.Tensor  # (r, J) 1.0 where observed
-    slots: torch.Tensor  # (r,) position of each row in its batch's page grid
-    page_arms: torch.Tensor  # (n_batches, max_pages)
-    page_rows: int
-    bounds: list[tuple[int, int]]
-    observed: list[float]  # observed entries per batch: the loss denominator
-    n_observed: float
 
 
 def _as_rows(units, arms, Y, n_units: int, n_arms: int, n_metrics: int):
@@ -127,127 +71,6 @@ def _holdout_units(units: np.ndarray, fraction: float, rng: np.random.Generator)
         return np.zeros(units.shape, dtype=bool)
     n_val = min(max(int(round(fraction * distinct.size)), 1), distinct.size - 1)
     return np.isin(units, rng.choice(distinct, size=n_val, replace=False))
-
-
-def patience_epochs(config: LRLConfig, steps_per_epoch: int) -> int:
-    """Epochs without validation improvement before stopping, for epochs of ``steps_per_epoch`` steps.
-
-    ``ceil(patience * min_steps_per_epoch / steps_per_epoch)``, at least
-    ``min_patience`` and at most ``patience`` (see :class:`lrl_core.config.LRLConfig`).
-    """
-    by_steps = math.ceil(config.patience * config.min_steps_per_epoch / max(steps_per_epoch, 1))
-    return max(1, min(config.patience, max(config.min_patience, by_steps)))
-
-
-def _squared_error(model: LowRankNet, data: _Batches, b: int) -> torch.Tensor:
-    """Summed squared error of batch ``b`` over its observed entries (a 0-d tensor)."""
-    s, e = data.bounds[b]
-    x = torch.index_select(data.features, 0, data.rows[s:e], out=data.buffer[: e - s])
-    v = model.embed(x.to(data.y.device))
-    pred = model.paged_outcomes(v, data.slots[s:e], data.page_arms[b], data.page_rows)
-    return (data.mask[s:e] * (pred - data.y[s:e]).square()).sum()
-
-
-@torch.no_grad()
-def _mean_squared_error(model: LowRankNet, data: _Batches) -> float:
-    total = torch.zeros((), device=data.y.device)
-    for b in range(len(data.bounds)):
-        total += _squared_error(model, data, b)
-    return total.item() / data.n_observed
-
-
-class _Trial:
-    """One configuration's training run, advanced an epoch at a time so that selection can pause it.
-
-    Adam until the validation loss stalls for the patience, halving the
-    learning rate on the way: ``stale`` counts the epochs since the best one;
-    every ``patience // (lr_reductions + 1)`` stale epochs the rate is
-    multiplied by ``lr_factor``; after ``patience`` stale epochs (or
-    ``max_epochs``) the run is done and :meth:`finish` restores the best epoch.
-    """
-
-    def __init__(self, config: LRLConfig, train: _Batches, val: _Batches | None, device: torch.device,
-                 n_features: int, n_arms: int, n_metrics: int, batch_size: int, callback) -> None:
-        self.config, self.train, self.val, self.callback = config, train, val, callback
-        self.label = f"{config.extractor} d={config.d} weight_decay={config.weight_decay:g}"
-        generator = torch.Generator().manual_seed(config.seed)
-        self.model = LowRankNet(
-            n_features, n_arms, n_metrics, config.d, config.extractor, config.hidden, generator=generator
-        ).to(device)
-        self.optimizer = self._optimizer(train.n_observed, device)
-        self.rng = np.random.default_rng(config.seed)
-        self.patience = patience_epochs(config, len(train.bounds))
-        self.lr_every = max(1, self.patience // (config.lr_reductions + 1))
-        width = config.hidden * (n_features + config.d) if config.extractor == "mlp" else n_features * config.d
-        self.threads = 1 if device.type == "cpu" and batch_size * width < SMALL_STEP_MACS else None
-        self.history: list[dict] = []
-        self.best_loss, self.best_state, self.best_epoch, self.stale, self.done = math.inf, None, 0, 0, False
-
-    @property
-    def epochs(self) -> int:
-        return len(self.history)
-
-    @property
-    def steps(self) -> int:
-        return self.epochs * len(self.train.bounds)
-
-    def _optimizer(self, n_observed: float, device: torch.device) -> torch.optim.Optimizer:
-        """Adam on ``mean squared error + (weight_decay / n_observed) * ||theta||^2``.
-
-        That is the summed objective ``sum (y - y_hat)^2 + weight_decay ||theta||^2``
-        (a fixed Gaussian prior) divided by the number of observed entries, so
-        the penalty fades as data grow, as a prior should. AdamW's decoupled
-        decay was rejected: it shrinks by ``lr * wd`` per *step*, so its pull
-        grows with the steps per epoch, i.e. with the data; measured on
-        planted problems, the AdamW decay that helped at 4,000 rows cost 70%
-        more PEHE at 530,000 rows than no decay at all.
-        """
-        cfg = self.config
-        return torch.optim.Adam(
-            self.model.parameters(), lr=cfg.lr, weight_decay=2 * cfg.weight_decay / n_observed,
-            fused=device.type == "cuda",
-        )
-
-    def advance_to(self, steps: int) -> None:
-        """Train whole epochs until ``steps`` optimizer steps are done in total, or the run is."""
-        with _intra_op_threads(self.threads):
-            while not self.done and self.steps < steps:
-                self._epoch()
-
-    def finish(self) -> None:
-        """Train to the early stop and restore the best epoch."""
-        self.advance_to(math.inf)
-        self.model.load_state_dict(self.best_state)
-
-    def _epoch(self) -> None:
-        cfg, train, model = self.config, self.train, self.model
-        started = time.perf_counter()
-        total = torch.zeros((), device=train.y.device)
-        for b in self.rng.permutation(len(train.bounds)):
-            squared = _squared_error(model, train, b)
-            self.optimizer.zero_grad(set_to_none=True)
-            (squared / train.observed[b]).backward()
-            self.optimizer.step()
-            total += squared.detach()
-        # One host synchronisation per epoch, never per step.
-        train_loss = total.item() / train.n_observed
-        val_loss = _mean_squared_error(model, self.val) if self.val is not None else train_loss
-        epoch = self.epochs + 1
-        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                  "seconds": time.perf_counter() - started, "candidate": self.label}
-        self.history.append(record)
-        if self.callback is not None:
-            self.callback(record)
-        # A relative tolerance keeps float noise from resetting the patience.
-        if val_loss < self.best_loss * (1 - cfg.tol) or self.best_state is None:
-            self.best_loss, self.stale, self.best_epoch = val_loss, 0, epoch
-            self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            self.stale += 1
-            if self.stale % self.lr_every == 0:
-                for group in self.optimizer.param_groups:
-                    group["lr"] *= cfg.lr_factor
-        self.done = self.stale >= self.patience or epoch >= cfg.max_epochs
 
 
 class LRLearner:
@@ -340,7 +163,7 @@ class LRLearner:
         v_units, v_arms, v_Y = val_rows
         v_keep = np.isfinite(v_Y).any(axis=1)
         n_val = int(v_keep.sum())
-        features = self._features(X)
+        features = device_features(X, self.device_)
         # One gather buffer for every step, training and validation alike.
         largest = max(batch_size, min(cfg.batch_size, n_val))
         buffer = torch.empty((largest, X.shape[1]), dtype=torch.float32, device=features.device)
@@ -390,43 +213,10 @@ class LRLearner:
         """:func:`patience_epochs` of this learner's config."""
         return patience_epochs(self.config, steps_per_epoch)
 
-    def _features(self, X: np.ndarray) -> torch.Tensor:
-        """``X`` as a tensor without a copy on the CPU; on CUDA, copied to the device once if it fits."""
-        with warnings.catch_warnings():
-            # Read-only arrays (e.g. memory maps) are fine: training never writes to X.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            features = torch.from_numpy(X)
-        if self.device_.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device_)
-            # Leave half the free memory to activations, the optimizer and other processes.
-            if X.nbytes < free // 2:
-                return features.to(self.device_)
-        elif self.device_.type != "cpu":
-            return features.to(self.device_)
-        return features
-
     def _batches(self, features, buffer, units, arms, Y, order, batch_size) -> _Batches:
-        """Lay the rows in ``order`` out in batches and pages, standardise ``Y``, move to the device once."""
-        pages = arm_pages(arms[order], batch_size, self.n_arms_)
-        rows = order[pages.order]
-        observed = np.isfinite(Y[rows])
-        y = np.where(observed, (Y[rows] - self.y_mean_) / self.y_scale_, 0.0)
-        bounds = [(s, min(s + batch_size, rows.size)) for s in range(0, rows.size, batch_size)]
-        per_row = observed.sum(axis=1)
-        dev = self.device_
-        return _Batches(
-            features=features,
-            rows=torch.from_numpy(units[rows]).to(features.device),
-            buffer=buffer,
-            y=torch.from_numpy(y.astype(np.float32)).to(dev),
-            mask=torch.from_numpy(observed.astype(np.float32)).to(dev),
-            slots=torch.from_numpy(pages.slots).to(dev),
-            page_arms=torch.from_numpy(pages.page_arms).to(dev),
-            page_rows=pages.page_rows,
-            bounds=bounds,
-            observed=[float(per_row[s:e].sum()) for s, e in bounds],
-            n_observed=float(per_row.sum()),
-        )
+        """:func:`lrl_core.trial.lay_out_batches` with this learner's arms, standardisation and device."""
+        return lay_out_batches(features, buffer, units, arms, Y, order, batch_size, self.n_arms_, self.y_mean_,
+                               self.y_scale_, self.device_)
 
     # ------------------------------------------------------------ predict
     def _check_fitted(self) -> None:

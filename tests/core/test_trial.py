@@ -1,4 +1,5 @@
-"""LRLearner's schedule (patience in steps, learning-rate halving) and its zero-copy batches."""
+"""The training run of lrl_core/trial.py, through LRLearner: patience in steps, learning-rate halving,
+zero-copy batches."""
 from __future__ import annotations
 
 import warnings

@@ -1,0 +1,28 @@
+"""Raw-table validation, the pooled data model and the stable unit split.
+
+- :mod:`.validation`: ``validate_raw`` and ``ValidationResult``, the per-table rules;
+  :mod:`.group_rules` the rules over groups of rows (outliers, small arms, ...).
+- :mod:`.verdicts`: per-row reasons and ``QUARANTINE_COLUMNS``.
+- :mod:`.ids`: id factorisation and the characters an id may not hold.
+- :mod:`.columns`: ``column_as_float`` and array helpers.
+- :mod:`.pooling`: ``PooledData`` and ``build_pooled_data``.
+- :mod:`.splits`: ``split_by_unit`` and ``SPLIT_NAMES``.
+"""
+from __future__ import annotations
+
+from .columns import column_as_float
+from .pooling import PooledData, build_pooled_data
+from .splits import SPLIT_NAMES, split_by_unit
+from .validation import ValidationResult, validate_raw
+from .verdicts import QUARANTINE_COLUMNS
+
+__all__ = [
+    "QUARANTINE_COLUMNS",
+    "SPLIT_NAMES",
+    "PooledData",
+    "ValidationResult",
+    "build_pooled_data",
+    "column_as_float",
+    "split_by_unit",
+    "validate_raw",
+]
