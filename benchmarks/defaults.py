@@ -408,8 +408,7 @@ def run_defaults(world: World, workdir: Path, log: Callable[[str], None]) -> dic
     """Write the raw tables, retrain as ``lrl retrain`` does, score the held-out units as ``lrl score``."""
     from lrl_pipeline import runner
     from lrl_pipeline.paths import project_root
-    from lrl_pipeline.raw import write_raw_tables
-    from lrl_pipeline.resources import LRLDatabase
+    from lrl_pipeline.storage import LRLDatabase, write_raw_tables
 
     db, artifacts, home = workdir / "lrl.duckdb", workdir / "artifacts", workdir / "dagster_home"
     write_raw_tables(db, world.tables, replace=True)
@@ -429,7 +428,7 @@ def run_defaults(world: World, workdir: Path, log: Callable[[str], None]) -> dic
         score_s = time.perf_counter() - started
     out = {"retrain_s": retrain_s, "score_s": score_s, "quarantine_rows": result.n_quarantined,
            "learner_fit_s": np.nan, "chosen": ""}
-    with LRLDatabase(path=str(db)).connect(read_only=True, timeout_s=60.0) as con:
+    with LRLDatabase(database=str(db)).connect(read_only=True, timeout_s=60.0) as con:
         try:
             versions = con.sql("SELECT * FROM pipeline.extractor_versions").df()
             row = versions[versions["version"] == result.extractor_version]

@@ -5,7 +5,7 @@ Generates data of that shape (``lrl_core.synthetic.nonlinear_synthetic``;
 into a new DuckDB file, runs the pipeline's own steps on it and prints one
 table, every figure from the same run:
 
-- ingest: the raw tables written (``lrl_pipeline.raw.write_raw_tables``), then
+- ingest: the raw tables written (``lrl_pipeline.storage.write_raw_tables``), then
   validated (the ``validated_tables`` asset);
 - features: the ``unit_features`` and ``training_examples`` assets;
 - training as the ``lr_learner`` asset does it: ``load_pooled`` (DuckDB ->
@@ -114,9 +114,9 @@ def _sync(device) -> None:
 
 
 def _database(db: str):
-    from lrl_pipeline.resources import LRLDatabase
+    from lrl_pipeline.storage import LRLDatabase
 
-    return LRLDatabase(path=db)
+    return LRLDatabase(database=db)
 
 
 def _artifacts(db: str) -> str:
@@ -126,7 +126,7 @@ def _artifacts(db: str) -> str:
 
 def _load_training_rows(db: str):
     """``load_pooled`` and the training / validation rows, as the ``lr_learner`` asset reads them."""
-    from lrl_pipeline.tables import load_pooled, split_rows
+    from lrl_pipeline.storage import load_pooled, split_rows
 
     with _database(db).connect() as con:
         pooled, X, split = load_pooled(con)
@@ -139,7 +139,7 @@ def _load_training_rows(db: str):
 def step_generate(p: dict) -> dict:
     """Draw the data and write the four raw tables (the platform's job)."""
     from lrl_core.synthetic import nonlinear_synthetic
-    from lrl_pipeline.raw import write_raw_tables
+    from lrl_pipeline.storage import write_raw_tables
 
     t0 = p["t0"]
     _log(t0, f"generating {K_EXPERIMENTS} experiments x 2 arms x {p['per_arm']:,} units, {N_FEATURES} features")
@@ -278,7 +278,7 @@ def step_train(p: dict) -> dict:
     from lrl_core.config import LRLConfig
     from lrl_core.features import FeatureTransform
     from lrl_core.training import LRLearner
-    from lrl_pipeline.tables import read_table
+    from lrl_pipeline.storage import read_table
 
     t0 = p["t0"]
     out: dict = {"torch_threads": torch.get_num_threads()}
@@ -402,7 +402,7 @@ def step_heads(p: dict) -> dict:
     from lrl_pipeline.assets import heads
     from lrl_pipeline.compute import one_blas_thread
     from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
-    from lrl_pipeline.raw import read_raw_table
+    from lrl_pipeline.storage import read_raw_table
     from lrl_pipeline.resources import ArtifactStoreResource
     from lrl_pipeline.runner import score_units
 

@@ -8,9 +8,8 @@
 import dagster as dg
 
 from lrl_pipeline.assets.reports import LR_MODEL, evaluation
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline.state import read_head_state
-from lrl_pipeline.tables import read_table
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import LRLDatabase, read_head_state, read_table
 
 MU_RISK_TOLERANCE = 0.0
 """Relative slack: the LR-learner's mean validation mu-risk may exceed the best T-learner's by this share."""

@@ -123,13 +123,13 @@ def _refuse_foreign_data(db: Path, demo_ids: list[str]) -> None:
     """Stop before ``lrl demo`` replaces raw tables that hold someone's own experiments."""
     if not db.is_file():
         return
-    from lrl_pipeline.raw import table_exists
-    from lrl_pipeline.resources import LRLDatabase
+    from lrl_pipeline.storage import LRLDatabase, experiment_ids
 
-    with LRLDatabase(path=str(db)).connect(read_only=True, timeout_s=30.0) as con:
-        if not table_exists(con, "raw", "experiments"):
+    with LRLDatabase(database=str(db)).connect(read_only=True, timeout_s=30.0) as con:
+        try:
+            ids = set(experiment_ids(con))
+        except LookupError:
             return
-        ids = {row[0] for row in con.execute("SELECT CAST(experiment_id AS VARCHAR) FROM raw.experiments").fetchall()}
     foreign = sorted(ids - set(demo_ids))
     if foreign:
         raise CLIError(f"{db} already holds other experiments ({', '.join(foreign[:3])}, ...) that `lrl demo` "
@@ -173,7 +173,7 @@ def _progress() -> Callable[[str], None]:
 def cmd_demo(args: argparse.Namespace) -> None:
     """Write a synthetic data set, retrain on it, then launch one new experiment and update."""
     from lrl_core.data import split_by_unit
-    from lrl_pipeline.raw import write_raw_tables
+    from lrl_pipeline.storage import write_raw_tables
 
     runner = _runner()
     db = paths.db_path(args.db)

@@ -14,7 +14,8 @@ from lrl_pipeline import checks
 from lrl_pipeline.assets import experiment_reports, features, heads, ingest, reports, training
 from lrl_pipeline.jobs import ALL_JOBS
 from lrl_pipeline.paths import artifacts_dir, db_path
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import LRLDatabase
 from lrl_pipeline.schedules import build_retrain_schedule
 from lrl_pipeline.sensors import experiment_sensor
 
@@ -46,7 +47,7 @@ def build_definitions(db: str | os.PathLike | None = None, artifacts: str | os.P
         schedules=[build_retrain_schedule(retrain_cron)],
         sensors=[experiment_sensor],
         resources={
-            "database": LRLDatabase(path=str(database)),
+            "database": LRLDatabase(database=str(database)),
             "artifacts": ArtifactStoreResource(root=str(store)),
         },
     )

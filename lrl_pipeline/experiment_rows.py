@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from lrl_core.artifacts import LoadedModel
 from lrl_core.data import PooledData, ValidationResult, build_pooled_data, split_by_unit, validate_raw
-from lrl_pipeline.raw import read_experiment_tables
+from lrl_pipeline.storage import Connection, read_experiment_tables
 
 __all__ = ["ExperimentRows", "read_experiment_rows", "FeatureMismatch"]
 
@@ -51,7 +50,7 @@ class ExperimentRows:
         return "; ".join(dict.fromkeys(rows["reason"])) or "not in raw.experiments or no valid rows"
 
 
-def read_experiment_rows(con: duckdb.DuckDBPyConnection, experiment_ids: list[str],
+def read_experiment_rows(con: Connection, experiment_ids: list[str],
                          model: LoadedModel) -> ExperimentRows:
     """Validate and embed the rows of ``experiment_ids`` (raises :class:`FeatureMismatch`)."""
     valid = validate_raw(**read_experiment_tables(con, experiment_ids))

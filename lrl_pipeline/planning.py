@@ -16,7 +16,7 @@ import dagster as dg
 
 from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
 from lrl_pipeline.runs import IN_FLIGHT, is_alive
-from lrl_pipeline.state import HeadState, contiguous_blocks
+from lrl_pipeline.storage import HeadState
 
 __all__ = ["EXTRACTOR_TAG", "RANGE_START", "RANGE_END", "HeadPlan", "plan_heads", "head_run_tags"]
 
@@ -94,3 +94,23 @@ def plan_heads(instance: dg.DagsterInstance, state: HeadState, version: str,
     runs = [] if waiting else contiguous_blocks(order, todo)
     report_due = not stale and not waiting and not reporting and state.report_version != version
     return HeadPlan(version, new, runs, in_flight, retrain_run, report_due)
+
+
+def contiguous_blocks(order: list[str], wanted: list[str]) -> list[list[str]]:
+    """Split ``wanted`` keys into runs of neighbours in ``order`` (a partition range per run).
+
+    ``order``: all partition keys in the instance's order; keys of ``wanted``
+    missing from ``order`` are left out.
+    """
+    wanted_set = set(wanted)
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    for key in order:
+        if key in wanted_set:
+            current.append(key)
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks

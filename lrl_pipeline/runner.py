@@ -14,21 +14,21 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from lrl_pipeline.assets.reports import summary_frame
 from lrl_pipeline.definitions import build_definitions
 from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
 from lrl_pipeline.paths import ensure_dagster_home
-from lrl_pipeline.raw import RAW_TABLES, table_exists
+from lrl_pipeline.storage import (
+    RAW_TABLES, chosen_config, Connection, DatabaseBusy, LRLDatabase, read_head_state, read_table,
+    retrain_counts, served_counts, table_exists,
+)
 from lrl_pipeline.reporting import latest_retrain_report
-from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.planning import head_run_tags, plan_heads
 from lrl_pipeline.runs import cli_tags, reap_dead_cli_runs
 from lrl_pipeline.scoring import PipelineError, score_units
-from lrl_pipeline.state import read_head_state
-from lrl_pipeline.tables import read_table
 
 __all__ = ["PipelineError", "RetrainSummary", "run_retrain", "run_update", "score_units", "summary_table",
            "latest_report_path"]
@@ -68,7 +68,7 @@ class _Session:
     def __init__(self, db: Path, artifacts: Path, instance: dg.DagsterInstance | None,
                  run_config: dict | None):
         self.defs = build_definitions(db, artifacts)
-        self.database = LRLDatabase(path=str(Path(db).resolve()))
+        self.database = LRLDatabase(database=str(Path(db).resolve()))
         self.store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
         if instance is None:
             ensure_dagster_home()
@@ -124,7 +124,7 @@ class _Session:
         return [e for e in stale if e in set(fitted["experiment_id"])]
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self) -> Iterator[Connection]:
         """The database, waiting up to a minute for another process to let go of it."""
         try:
             with self.database.connect(timeout_s=60.0) as con:
@@ -134,8 +134,8 @@ class _Session:
 
     def require_raw(self) -> None:
         """:class:`PipelineError` unless the database holds the four raw tables."""
-        if not Path(self.database.path).is_file():
-            raise PipelineError(f"no database at {self.database.path}: run `lrl demo` or load the raw tables")
+        if not Path(self.database.database).is_file():
+            raise PipelineError(f"no database at {self.database.database}: run `lrl demo` or load the raw tables")
         with self.connect() as con:
             missing = [name for name in RAW_TABLES if not table_exists(con, "raw", name)]
         if missing:
@@ -158,17 +158,14 @@ def run_retrain(db: Path, artifacts: Path, *, progress: Callable[[str], None] = 
     session.fit_stale_heads(progress)
     progress("Evaluating the LR-learner against the T-learners")
     session.run("report_job")
+    version = session.store.current_version()
     with session.connect() as con:
-        counts = {name: con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
-                  for name in ("valid_experiments", "training_examples", "quarantine")}
-        version = session.store.current_version()
-        chosen = con.execute("SELECT chosen FROM pipeline.extractor_versions WHERE version = ?",
-                             [version]).fetchall()
-        served = dict(con.execute("SELECT model, count(*) FROM pipeline.served_models GROUP BY model "
-                                  "ORDER BY count(*) DESC").fetchall())
+        counts = retrain_counts(con)
+        chosen = chosen_config(con, version)
+        served = served_counts(con)
     return RetrainSummary(
         extractor_version=version,
-        chosen=chosen[0][0] if chosen and chosen[0][0] else "unknown",
+        chosen=chosen or "unknown",
         served=served,
         n_experiments=int(counts["valid_experiments"]),
         n_rows=int(counts["training_examples"]),
@@ -197,7 +194,7 @@ def summary_table(db: Path) -> pd.DataFrame:
     Columns: ``metric``, then ``"<risk> <model>"`` and ``"<risk> improvement_vs_<model>"`` for
     risks ``mu_risk``, ``tau_risk`` (and ``pehe`` where known).
     """
-    with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
+    with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
         try:
             rows = read_table(con, "evaluation")
         except LookupError as error:

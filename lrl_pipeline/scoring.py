@@ -15,8 +15,8 @@ from lrl_core.artifacts import CorruptArtifact
 from lrl_core.heads import ExperimentHead
 from lrl_core.serving import POOLED
 from lrl_pipeline.compute import one_blas_thread
-from lrl_pipeline.raw import table_exists
-from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
+from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, read_heads, read_served_models
+from lrl_pipeline.resources import ArtifactStoreResource
 
 __all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
 
@@ -55,9 +55,9 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     if units["unit_id"].duplicated().any():
         raise PipelineError("units has duplicate unit_id values; give each unit once")
     try:
-        with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
-            heads = con.sql("SELECT * FROM pipeline.experiment_heads").df()
-            served = read_served_models(con)
+        with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
+            heads = read_heads(con)
+            served = read_served_models(con, POOLED)
     except DatabaseBusy as error:
         raise PipelineError(f"{error}; try again when the other `lrl` command or the UI's run finishes") from error
     try:
@@ -129,14 +129,6 @@ def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, in_range: np.ndarray,
         "cate_se": pd.array(se.reshape(-1), dtype="Float64"),
         "in_range": np.repeat(in_range, p),
     })
-
-
-def read_served_models(con) -> pd.DataFrame:
-    """The (experiment, arm, metric) cells a T-learner serves (empty before the first evaluation)."""
-    if not table_exists(con, "pipeline", "served_models"):
-        return pd.DataFrame(columns=["experiment_id", "arm", "metric", "model", "pooled_weight",
-                                     "extractor_version", "baseline_version"])
-    return con.sql(f"SELECT * FROM pipeline.served_models WHERE model <> '{POOLED}'").df()
 
 
 def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame,

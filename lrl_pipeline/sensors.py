@@ -24,8 +24,8 @@ import dagster as dg
 from lrl_pipeline.jobs import head_job, report_job
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.planning import EXTRACTOR_TAG, head_run_tags, plan_heads
-from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
-from lrl_pipeline.state import read_head_state
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, read_head_state
 
 
 def head_run_request(keys: list[str], version: str) -> dg.RunRequest:
@@ -50,7 +50,7 @@ def experiment_sensor(context: dg.SensorEvaluationContext, database: LRLDatabase
         with database.connect(read_only=True) as con:
             state = read_head_state(con)
     except FileNotFoundError:
-        return dg.SkipReason(f"no database at {database.path} yet")
+        return dg.SkipReason(f"no database at {database.database} yet")
     except DatabaseBusy:
         return dg.SkipReason("a run holds the database; trying again next tick")
     except LookupError as error:

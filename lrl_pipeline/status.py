@@ -13,12 +13,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from lrl_pipeline.resources import ArtifactStoreResource, DatabaseBusy, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, read_head_state, read_table
 from lrl_pipeline.schedules import retrain_cron
 from lrl_pipeline.scoring import PipelineError
 from lrl_pipeline.planning import plan_heads
-from lrl_pipeline.state import read_head_state
-from lrl_pipeline.tables import read_table
 
 __all__ = ["pipeline_status"]
 
@@ -42,7 +41,7 @@ def pipeline_status(db: Path, artifacts: Path, instance: dg.DagsterInstance) -> 
     store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
     version = store.current_version()
     try:
-        with LRLDatabase(path=str(Path(db).resolve())).connect(read_only=True, timeout_s=10.0) as con:
+        with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=10.0) as con:
             state = read_head_state(con)
             versions = read_table(con, "extractor_versions") if version else pd.DataFrame()
             status = read_table(con, "head_status") if state.head_versions else pd.DataFrame()

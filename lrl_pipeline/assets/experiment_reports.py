@@ -21,12 +21,9 @@ from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.reporting import experiment_report_data, experiment_report_path
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline.tables import column_scale, ensure_schema, insert_rows, utc_now
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import column_scale, LRLDatabase, read_heads, utc_now, write_head_evaluation
 
-_CURRENT_HEADS = ("SELECT * FROM pipeline.experiment_heads WHERE experiment_id IN (SELECT unnest(?::VARCHAR[])) "
-                  "AND extractor_version = ?")
-_DELETE = "DELETE FROM pipeline.head_evaluation WHERE experiment_id IN (SELECT unnest(?::VARCHAR[]))"
 
 
 class HeadModel:
@@ -110,7 +107,7 @@ def head_evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
     trained_on = set(model.metadata.get("experiments", []))
     with database.connect() as con:
         rows = read_experiment_rows(con, keys, model)
-        heads = con.sql(_CURRENT_HEADS, params=[keys, model.version]).df()
+        heads = read_heads(con, keys, model.version)
     tables, reports = [], {}
     with one_blas_thread():
         for e in keys:
@@ -128,12 +125,7 @@ def head_evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
     scored = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["experiment_id"])
     scored = scored.assign(extractor_version=model.version, evaluated_at=utc_now())
     with database.connect() as con:
-        ensure_schema(con)
-        con.execute("BEGIN TRANSACTION")
-        con.execute(_DELETE, [keys])
-        if len(scored):
-            insert_rows(con, "head_evaluation", scored)
-        con.execute("COMMIT")
+        write_head_evaluation(con, keys, scored)
     means = (scored.groupby(["metric", "model"])[["mu_risk", "tau_risk"]].mean().unstack("model")
              if len(scored) else pd.DataFrame())
     metadata = {

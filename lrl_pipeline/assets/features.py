@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from lrl_core.data import SPLIT_NAMES, build_pooled_data, split_by_unit
-from lrl_pipeline.prepare import fit_transform, prepared_relation
-from lrl_pipeline.resources import LRLDatabase
-from lrl_pipeline.tables import ensure_schema, load_validated, replace_table, replace_table_with, utc_now
+from lrl_pipeline.storage import (
+    ensure_schema, fit_transform, load_validated, LRLDatabase, prepared_relation, replace_table,
+    replace_table_with, transaction, utc_now,
+)
 
 GROUP = "features"
 
@@ -31,13 +32,12 @@ def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> d
         start = time.perf_counter()
         transform, n_train = fit_transform(con)
         ensure_schema(con)
-        con.execute("BEGIN TRANSACTION")
-        n = replace_table_with(con, "unit_features", prepared_relation(con, transform))
-        seconds = time.perf_counter() - start
-        replace_table(con, "feature_transform", pd.DataFrame({
-            "fitted_at": [utc_now()], "n_units": [n_train],
-            "transform_json": [json.dumps(transform.to_dict())]}))
-        con.execute("COMMIT")
+        with transaction(con):
+            n = replace_table_with(con, "unit_features", prepared_relation(con, transform))
+            seconds = time.perf_counter() - start
+            replace_table(con, "feature_transform", pd.DataFrame({
+                "fitted_at": [utc_now()], "n_units": [n_train],
+                "transform_json": [json.dumps(transform.to_dict())]}))
     names = transform.feature_names_
     return dg.MaterializeResult(metadata={
         "dagster/row_count": n,

@@ -21,21 +21,11 @@ from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.planning import EXTRACTOR_TAG
-from lrl_pipeline.raw import table_exists
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline.state import read_head_state
-from lrl_pipeline.tables import ensure_schema, insert_rows, quarantine_rows, utc_now
+from lrl_pipeline.storage import exposure_counts, LRLDatabase, read_head_state, utc_now, write_head_run
+from lrl_pipeline.resources import ArtifactStoreResource
 
 GROUP = "heads"
 CATE_CHECK = "cate_is_finite"
-
-_IN_KEYS = "experiment_id IN (SELECT unnest(?::VARCHAR[]))"
-_DELETE = {table: f"DELETE FROM pipeline.{table} WHERE {_IN_KEYS}" for table in ("experiment_heads", "head_status")}
-# Unit-level quarantine rows (no experiment) belong to the full validation, not to a head run.
-_DELETE["quarantine"] = f"DELETE FROM pipeline.quarantine WHERE {_IN_KEYS}"
-_EXPOSURE_COUNTS = ("SELECT CAST(experiment_id AS VARCHAR) AS e, count(*) FROM raw.exposures "
-                    "WHERE CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) GROUP BY e")
-
 
 TINY_ARM_ROWS = 10
 """Experiments whose smallest arm has fewer observed rows than this are fitted but flagged as tiny."""
@@ -138,7 +128,7 @@ def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]
     if len(keys) <= 1:  # a newly launched experiment (or nothing left to fit): no need to count
         return [keys] if keys else []
     with database.connect() as con:
-        counts = dict(con.execute(_EXPOSURE_COUNTS, [keys]).fetchall()) if table_exists(con, "raw", "exposures") else {}
+        counts = exposure_counts(con, keys)
     groups, size = [[]], 0
     for key in keys:
         rows = counts.get(key, 0)
@@ -210,15 +200,7 @@ def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
     own_quarantine = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(
         columns=QUARANTINE_COLUMNS)
     with database.connect() as con:
-        ensure_schema(con)
-        con.execute("BEGIN TRANSACTION")
-        for sql in _DELETE.values():
-            con.execute(sql, [keys])
-        if len(heads):
-            insert_rows(con, "experiment_heads", heads)
-        insert_rows(con, "head_status", status)
-        insert_rows(con, "quarantine", quarantine_rows(own_quarantine, utc_now()))
-        con.execute("COMMIT")
+        write_head_run(con, keys, heads, status, own_quarantine)
     counts = status["status"].value_counts()
     return dg.MaterializeResult(
         metadata={

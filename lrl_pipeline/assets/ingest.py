@@ -11,9 +11,10 @@ import time
 import dagster as dg
 
 from lrl_core.data import validate_raw
-from lrl_pipeline.raw import RAW_TABLES, read_raw_tables
-from lrl_pipeline.resources import LRLDatabase
-from lrl_pipeline.tables import VALID_TABLES, ensure_schema, quarantine_rows, replace_table, utc_now
+from lrl_pipeline.storage import (
+    RAW_TABLES, VALID_TABLES, ensure_schema, LRLDatabase, quarantine_rows, read_raw_tables, replace_table,
+    transaction, utc_now,
+)
 
 GROUP = "ingest"
 
@@ -51,10 +52,9 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
         result = validate_raw(**read_raw_tables(con))
         seconds = time.perf_counter() - start
         ensure_schema(con)
-        con.execute("BEGIN TRANSACTION")
-        rows = {name: replace_table(con, f"valid_{name}", getattr(result, name)) for name in VALID_TABLES}
-        n_quarantined = replace_table(con, "quarantine", quarantine_rows(result.quarantine, utc_now()))
-        con.execute("COMMIT")
+        with transaction(con):
+            rows = {name: replace_table(con, f"valid_{name}", getattr(result, name)) for name in VALID_TABLES}
+            n_quarantined = replace_table(con, "quarantine", quarantine_rows(result.quarantine, utc_now()))
 
     for name in VALID_TABLES:
         dropped = int((result.quarantine["table"] == name).sum())

@@ -16,12 +16,12 @@ from lrl_core.metrics import RISKS, risk_table, summarise_risks
 from lrl_core.report import build_retrain_report
 from lrl_core.serving import POOLED, choose_served_models
 from lrl_pipeline.compute import one_blas_thread
-from lrl_pipeline.raw import count_raw_rows
-from lrl_pipeline.reporting import retrain_report_data, retrain_report_path
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline.tables import (
-    ensure_schema, load_pooled, metric_scale, read_table, replace_table, split_rows, utc_now,
+from lrl_pipeline.storage import (
+    count_raw_rows, LRLDatabase, ensure_schema, load_pooled, metric_scale, read_table, replace_table,
+    split_rows, utc_now,
 )
+from lrl_pipeline.reporting import retrain_report_data, retrain_report_path
+from lrl_pipeline.resources import ArtifactStoreResource
 
 GROUP = "reports"
 LR_MODEL = "lr_learner"

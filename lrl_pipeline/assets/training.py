@@ -21,9 +21,10 @@ from lrl_core.metrics import risk_table
 from lrl_core.report.figures import figure_to_markdown, training_curves
 from lrl_core.training import LRLearner
 from lrl_pipeline.compute import one_blas_thread
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline.tables import (
-    insert_rows, load_pooled, metric_scale, read_table, replace_table, split_rows, utc_now, ensure_schema,
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import (
+    ensure_schema, extractor_versions_in_use, load_pooled, LRLDatabase, metric_scale, read_table,
+    record_extractor_version, replace_table, split_rows, utc_now,
 )
 
 GROUP = "training"
@@ -118,16 +119,14 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
     version = store.save(learner, transform, training_description(pooled))
     best = learner.history_[learner.best_epoch_ - 1]
     with database.connect() as con:
-        ensure_schema(con)
         # A few old versions stay loadable for rollbacks, and every version a stored head was
         # fitted on stays until the sensor has refitted it.
-        in_use = set(read_table(con, "experiment_heads")["extractor_version"].dropna())
-        pruned = store.prune(keep=KEEP_VERSIONS, protect=in_use)
-        insert_rows(con, "extractor_versions", pd.DataFrame([{
+        pruned = store.prune(keep=KEEP_VERSIONS, protect=extractor_versions_in_use(con))
+        record_extractor_version(con, {
             "version": version, "trained_at": utc_now(), "n_units": pooled.n_units, "n_rows": pooled.n_rows,
             "n_experiments": len(pooled.experiments), "n_metrics": len(pooled.metrics),
             "epochs": learner.n_epochs_, "best_val_loss": best["val_loss"], "seconds": learner.fit_seconds_,
-            "device": str(learner.device_), "chosen": describe_choice(learner)}]))
+            "device": str(learner.device_), "chosen": describe_choice(learner)})
     return dg.MaterializeResult(
         metadata={
             "extractor_version": version,

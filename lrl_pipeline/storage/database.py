@@ -1,4 +1,4 @@
-"""Resources: one class per outside thing the assets touch (the DuckDB file, the model store)."""
+"""The DuckDB file as a Dagster resource: connections with a bounded wait for the file's lock."""
 from __future__ import annotations
 
 import contextlib
@@ -6,15 +6,20 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import dagster as dg
 import duckdb
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lrl_core.artifacts import ArtifactStore
-from lrl_core.baselines import TLearners
+__all__ = ["Connection", "LRLDatabase", "DatabaseBusy", "is_lock_error", "transaction"]
+
+Connection = duckdb.DuckDBPyConnection
+"""What :meth:`LRLDatabase.connect` yields; the storage package's functions take it."""
 
 
-__all__ = ["LRLDatabase", "ArtifactStoreResource", "DatabaseBusy", "is_lock_error"]
+DEFAULT_CONFIG = {"memory_limit": "1GB"}
+"""DuckDB's buffer pool (its own cache of table pages, in this process's memory). DuckDB's
+default, 80% of RAM, let it cache whole tables beside the arrays the pipeline holds; the
+pipeline's SQL is scans and appends, which need little."""
 
 
 class DatabaseBusy(RuntimeError):
@@ -26,27 +31,24 @@ def is_lock_error(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
-class LRLDatabase(dg.ConfigurableResource):
-    """The project's DuckDB file.
+class LRLDatabase(DuckDBResource):
+    """The project's DuckDB file: ``dagster_duckdb``'s resource with bounded, lock-aware waits.
 
+    ``database`` is the file (created on first write); ``connection_config``
+    DuckDB's settings (default: a 1 GB buffer pool, see :data:`DEFAULT_CONFIG`).
     DuckDB admits one writing process at a time, and no reader while it writes.
     Inside Dagster the ``duckdb`` concurrency pool serialises our own writers;
     the retry below covers everyone else (a notebook, ``lrl score``) with
     bounded exponential backoff instead of failing on the first refusal.
     """
 
-    path: str = Field(description="DuckDB database file; created on first write.")
+    connection_config: dict = Field(default_factory=lambda: dict(DEFAULT_CONFIG),
+                                    description="DuckDB settings for every connection.")
     write_timeout_s: float = Field(
         default=300.0, description="How long a writer waits for another process to release the file."
     )
     read_timeout_s: float = Field(
         default=3.0, description="How long a read-only open (sensors, scoring) waits before giving up."
-    )
-    memory_limit: str = Field(
-        default="1GB",
-        description="DuckDB's buffer pool (its own cache of table pages, in this process's memory). "
-                    "DuckDB's default, 80% of RAM, let it cache whole tables beside the arrays the "
-                    "pipeline holds; the pipeline's SQL is scans and appends, which need little.",
     )
 
     @contextlib.contextmanager
@@ -57,7 +59,7 @@ class LRLDatabase(dg.ConfigurableResource):
         ``timeout_s`` (default: ``read_timeout_s`` or ``write_timeout_s``), and
         ``FileNotFoundError`` for a read-only open of a file that does not exist.
         """
-        path = Path(self.path)
+        path = Path(self.database)
         if read_only and not path.exists():
             raise FileNotFoundError(f"no database at {path}")
         if not read_only:
@@ -67,7 +69,7 @@ class LRLDatabase(dg.ConfigurableResource):
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": self.memory_limit})
+                con = duckdb.connect(str(path), read_only=read_only, config=self.connection_config)
                 break
             except duckdb.IOException as error:
                 if not is_lock_error(error):
@@ -82,16 +84,20 @@ class LRLDatabase(dg.ConfigurableResource):
         finally:
             con.close()
 
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``DuckDBResource``'s API: a writing connection, with this resource's waits."""
+        with self.connect() as con:
+            yield con
 
-class ArtifactStoreResource(dg.ConfigurableResource):
-    """The versioned model store (extractor weights, feature transform, a ``CURRENT`` pointer)."""
 
-    root: str = Field(description="Directory holding versions/ and CURRENT.")
-
-    def store(self) -> ArtifactStore:
-        """A fresh :class:`lrl_core.artifacts.ArtifactStore` over ``root`` (resources are frozen)."""
-        return ArtifactStore(self.root)
-
-    def baseline_store(self) -> ArtifactStore:
-        """The T-learner baselines of each retrain, under ``root/t_learners``."""
-        return ArtifactStore(Path(self.root) / "t_learners", learner_type=TLearners)
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises: all of its writes or none."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

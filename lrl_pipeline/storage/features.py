@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from lrl_core.data import column_as_float, split_by_unit
 from lrl_core.features import FeatureTransform
-from lrl_pipeline.raw import arrow_to_pandas, table_exists
+from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 
 __all__ = ["fit_transform", "prepared_relation"]
 

@@ -12,10 +12,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from lrl_pipeline.resources import LRLDatabase
+from lrl_pipeline.storage.database import LRLDatabase, transaction
 
 __all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_tables", "count_raw_rows",
-           "write_raw_tables", "table_exists", "arrow_to_pandas"]
+           "write_raw_tables", "table_exists", "arrow_to_pandas", "experiment_ids"]
 
 RAW_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """Table names in schema ``raw``, in the order ``validate_raw`` takes them."""
@@ -34,6 +34,8 @@ _SUBSET = {
     f"SELECT unit_id FROM raw.exposures WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS}) "
     f"UNION SELECT unit_id FROM raw.outcomes WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS}))",
 }
+_EXPERIMENT_IDS = ("SELECT CAST(experiment_id AS VARCHAR) FROM raw.experiments "
+                   "WHERE experiment_id IS NOT NULL ORDER BY rowid")
 _APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
 
 
@@ -75,6 +77,13 @@ def read_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
     return arrow_to_pandas(con.sql(_SELECT[name]).to_arrow_table())
 
 
+def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """``raw.experiments``' ids in row order, as strings (repeats kept; ``LookupError`` without the table)."""
+    if not table_exists(con, "raw", "experiments"):
+        raise LookupError("raw.experiments does not exist yet")
+    return [row[0] for row in con.execute(_EXPERIMENT_IDS).fetchall()]
+
+
 def count_raw_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows in each existing raw table."""
     return {name: con.execute(_COUNT[name]).fetchall()[0][0] for name in RAW_TABLES if table_exists(con, "raw", name)}
@@ -113,9 +122,8 @@ def write_raw_tables(db: str | Path, tables: dict[str, pd.DataFrame], replace: b
     if unknown:
         raise ValueError(f"unknown raw tables {sorted(unknown)}; expected some of {RAW_TABLES}")
     written = {}
-    with LRLDatabase(path=str(Path(db).resolve())).connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
+    with LRLDatabase(database=str(Path(db).resolve())).connect() as con:
+        with transaction(con):
             con.execute("CREATE SCHEMA IF NOT EXISTS raw")
             for name, frame in tables.items():
                 incoming = pa.Table.from_pandas(frame, preserve_index=False)
@@ -124,8 +132,4 @@ def write_raw_tables(db: str | Path, tables: dict[str, pd.DataFrame], replace: b
                 con.execute(_APPEND[name] if append else _REPLACE[name])
                 con.unregister("_lrl_incoming")
                 written[name] = incoming.num_rows
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
     return written

@@ -1,7 +1,6 @@
-"""What the automation needs to know: which experiments lack a head on the current extractor.
+"""The experiment registry and which extractor each experiment's head is on: what the planner reads.
 
-Shared by the sensor and the command-line runner so both plan the same
-work. Everything here reads; nothing writes.
+Everything here reads; nothing writes.
 """
 from __future__ import annotations
 
@@ -9,9 +8,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from lrl_pipeline.raw import table_exists
+from lrl_pipeline.storage.raw import experiment_ids, table_exists
 
-__all__ = ["HeadState", "read_head_state", "is_partition_key", "contiguous_blocks"]
+__all__ = ["HeadState", "read_head_state", "is_partition_key"]
 
 # Dagster refuses these in partition keys (dagster's INVALID_PARTITION_SUBSTRINGS);
 # validate_raw quarantines such ids anyway.
@@ -44,12 +43,7 @@ class HeadState:
 
 def read_head_state(con: duckdb.DuckDBPyConnection) -> HeadState:
     """Read the registry, head status and report version (``LookupError`` without ``raw.experiments``)."""
-    if not table_exists(con, "raw", "experiments"):
-        raise LookupError("raw.experiments does not exist yet")
-    ids = con.execute(
-        "SELECT CAST(experiment_id AS VARCHAR) FROM raw.experiments WHERE experiment_id IS NOT NULL ORDER BY rowid"
-    ).fetchall()
-    registry = [e for e in dict.fromkeys(row[0] for row in ids) if is_partition_key(e)]
+    registry = [e for e in dict.fromkeys(experiment_ids(con)) if is_partition_key(e)]
     head_versions: dict[str, str] = {}
     if table_exists(con, "pipeline", "head_status"):
         found = con.execute("SELECT experiment_id, extractor_version FROM pipeline.head_status").fetchall()
@@ -59,23 +53,3 @@ def read_head_state(con: duckdb.DuckDBPyConnection) -> HeadState:
         found = con.execute("SELECT max(extractor_version) FROM pipeline.evaluation").fetchall()
         report_version = found[0][0]
     return HeadState(registry, head_versions, report_version)
-
-
-def contiguous_blocks(order: list[str], wanted: list[str]) -> list[list[str]]:
-    """Split ``wanted`` keys into runs of neighbours in ``order`` (a partition range per run).
-
-    ``order``: all partition keys in the instance's order; keys of ``wanted``
-    missing from ``order`` are left out.
-    """
-    wanted_set = set(wanted)
-    blocks: list[list[str]] = []
-    current: list[str] = []
-    for key in order:
-        if key in wanted_set:
-            current.append(key)
-        elif current:
-            blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lrl_core.data import ValidationResult, build_pooled_data, PooledData, split_by_unit, QUARANTINE_COLUMNS
-from lrl_pipeline.raw import arrow_to_pandas, table_exists
+from lrl_core.data import QUARANTINE_COLUMNS, PooledData
+from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 
 __all__ = [
     "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "replace_table_with", "insert_rows", "read_table",
-    "load_validated", "load_pooled", "split_rows", "metric_scale", "column_scale", "quarantine_rows", "utc_now",
+    "split_rows", "metric_scale", "column_scale", "quarantine_rows", "utc_now",
 ]
 
 FIXED_TABLES = {
@@ -50,8 +50,6 @@ FIXED_TABLES = {
 
 VALID_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """``pipeline.valid_<name>`` holds the valid part of ``raw.<name>`` (same columns)."""
-
-PREPARED_BATCH_ROWS = 262_144
 
 _FLEXIBLE = {f"valid_{name}" for name in VALID_TABLES} | {"unit_features", "training_examples"}
 _KNOWN = set(FIXED_TABLES) | _FLEXIBLE
@@ -136,74 +134,6 @@ def quarantine_rows(quarantine: pd.DataFrame, detected_at: dt.datetime) -> pd.Da
     rows = quarantine[QUARANTINE_COLUMNS].rename(columns={"table": "table_name", "column": "column_name"})
     rows = rows.astype(object).where(rows.notna(), None)
     return rows.assign(detected_at=detected_at)
-
-
-def load_validated(con: duckdb.DuckDBPyConnection, unit_columns: bool = True) -> ValidationResult:
-    """The valid tables written by the validation asset, as a ``ValidationResult`` (empty quarantine).
-
-    ``unit_columns=False`` reads only ``unit_id`` of the unit features, for
-    callers that take features from elsewhere (the prepared table).
-    """
-    if unit_columns:
-        units = read_table(con, "valid_unit_features")
-    else:
-        units = arrow_to_pandas(con.sql("SELECT unit_id FROM pipeline.valid_unit_features").to_arrow_table())
-    return ValidationResult(
-        unit_features=units,
-        experiments=read_table(con, "valid_experiments"),
-        exposures=read_table(con, "valid_exposures"),
-        outcomes=read_table(con, "valid_outcomes"),
-        quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
-    )
-
-
-def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray, np.ndarray]:
-    """The pooled training rows with their prepared features and unit split.
-
-    Rows come from ``pipeline.training_examples``, outcomes from
-    ``pipeline.valid_outcomes``, features from ``pipeline.unit_features``. Returns
-    ``(pooled, X, split)``: ``pooled`` (its raw ``features`` are empty,
-    ``(n, 0)``), ``X (n, p)`` float32 prepared features in ``pooled.unit_ids``
-    order and ``split (n,)`` int8 per unit (0 train, 1 validation, 2 test).
-    """
-    unit_ids = con.sql("SELECT unit_id FROM pipeline.unit_features").to_arrow_table()
-    examples = read_table(con, "training_examples")
-    # Pooled first: its temporaries (millions of outcome rows) are gone before the matrix arrives.
-    pooled = build_pooled_data(ValidationResult(
-        unit_features=arrow_to_pandas(unit_ids),
-        experiments=read_table(con, "valid_experiments"),
-        exposures=examples[["unit_id", "experiment_id", "arm"]],
-        outcomes=read_table(con, "valid_outcomes"),
-        quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
-    ))
-    del examples
-    return pooled, _prepared_matrix(con, unit_ids.column(0)), split_by_unit(pooled.unit_ids)
-
-
-def _prepared_matrix(con: duckdb.DuckDBPyConnection, unit_ids: pa.ChunkedArray) -> np.ndarray:
-    """``pipeline.unit_features`` without ``unit_id`` as one float32 matrix, filled batch by batch.
-
-    Streaming keeps memory at the matrix itself: an Arrow copy of the whole
-    table would double it (and DuckDB's exported batches stay alive as long
-    as any of their columns does, so nothing of a batch is kept). Prepared
-    features have no NULLs; going through pandas would widen every float32
-    column to float64. Each batch's ``unit_id`` must match ``unit_ids``, the
-    order the caller pooled the rows in.
-    """
-    n = len(unit_ids)
-    reader = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_reader(PREPARED_BATCH_ROWS)
-    X = np.empty((n, len(reader.schema) - 1), dtype=np.float32)
-    start = 0
-    for batch in reader:
-        expected = unit_ids.slice(start, batch.num_rows)
-        if start + batch.num_rows > n or not pa.chunked_array([batch.column(0)]).equals(expected):
-            raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
-        for j, column in enumerate(batch.columns[1:]):
-            X[start:start + batch.num_rows, j] = column.to_numpy()
-        start += batch.num_rows
-    if start != n:
-        raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
-    return X
 
 
 def split_rows(pooled: PooledData, split: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

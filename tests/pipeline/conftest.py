@@ -17,7 +17,7 @@ import pytest
 
 from lrl_core.synthetic import nonlinear_synthetic
 from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
-from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline.storage import write_raw_tables
 from lrl_pipeline.runner import run_retrain
 
 FAST = {"ops": {

@@ -11,8 +11,9 @@ import pandas as pd
 from lrl_core.features import FeatureTransform
 
 from lrl_pipeline.assets import features, heads
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
-from lrl_pipeline import tables
+from lrl_pipeline.resources import ArtifactStoreResource
+from lrl_pipeline.storage import LRLDatabase
+from lrl_pipeline.storage import training_data
 
 
 def _heads(db) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def _heads(db) -> pd.DataFrame:
 
 
 def test_heads_fitted_in_groups_equal_heads_fitted_at_once(pipeline, monkeypatch):
-    database, artifacts = LRLDatabase(path=str(pipeline.db)), ArtifactStoreResource(root=str(pipeline.artifacts))
+    database, artifacts = LRLDatabase(database=str(pipeline.db)), ArtifactStoreResource(root=str(pipeline.artifacts))
     keys = pipeline.experiments
     assert len(heads._experiment_groups(database, keys)) == 1
     monkeypatch.setattr(heads, "HEAD_BATCH_ROWS", 1)
@@ -43,18 +44,18 @@ def test_heads_fitted_in_groups_equal_heads_fitted_at_once(pipeline, monkeypatch
 def test_prepared_table_equals_the_transform_bit_for_bit(pipeline, monkeypatch):
     # DuckDB computes pipeline.unit_features; scoring and new experiments use FeatureTransform in
     # numpy. Both must agree exactly, NULLs (imputed, with indicators) and clipped values included.
-    database = LRLDatabase(path=str(pipeline.db))
+    database = LRLDatabase(database=str(pipeline.db))
     with database.connect() as con:
         con.execute("UPDATE pipeline.valid_unit_features SET x0 = 1e6 WHERE unit_id = "
                     "(SELECT min(unit_id) FROM pipeline.valid_unit_features)")
     features.unit_features(context=dg.build_asset_context(), database=database)
     with database.connect(read_only=True) as con:
-        valid = tables.read_table(con, "valid_unit_features")
-        prepared = tables.read_table(con, "unit_features")
+        valid = training_data.read_table(con, "valid_unit_features")
+        prepared = training_data.read_table(con, "unit_features")
         transform = FeatureTransform.from_dict(json.loads(
-            tables.read_table(con, "feature_transform")["transform_json"].iloc[0]))
-        monkeypatch.setattr(tables, "PREPARED_BATCH_ROWS", 5)
-        pooled, X, _ = tables.load_pooled(con)
+            training_data.read_table(con, "feature_transform")["transform_json"].iloc[0]))
+        monkeypatch.setattr(training_data, "PREPARED_BATCH_ROWS", 5)
+        pooled, X, _ = training_data.load_pooled(con)
     expected = transform.transform_frame(valid)
     assert transform.has_missing_.any() and (expected == transform.clip).any()
     assert list(prepared.columns) == ["unit_id", *transform.output_names_]
@@ -71,10 +72,10 @@ def test_prepared_features_that_no_longer_match_the_pooled_units_are_refused(pip
     import pyarrow as pa
     import pytest
 
-    monkeypatch.setattr(tables, "PREPARED_BATCH_ROWS", 5)
-    with LRLDatabase(path=str(pipeline.db)).connect(read_only=True) as con:
+    monkeypatch.setattr(training_data, "PREPARED_BATCH_ROWS", 5)
+    with LRLDatabase(database=str(pipeline.db)).connect(read_only=True) as con:
         ids = con.sql("SELECT unit_id FROM pipeline.unit_features").to_arrow_table().column(0)
-        assert tables._prepared_matrix(con, ids).shape[0] == len(ids)
+        assert training_data._prepared_matrix(con, ids).shape[0] == len(ids)
         for changed in (pa.chunked_array([ids.to_numpy()[::-1].copy()]), ids.slice(0, len(ids) - 1)):
             with pytest.raises(RuntimeError, match="changed while it was read"):
-                tables._prepared_matrix(con, changed)
+                training_data._prepared_matrix(con, changed)

@@ -27,8 +27,7 @@ import pytest
 from lrl_core.artifacts import ArtifactStore
 from lrl_core.synthetic import nonlinear_synthetic
 from lrl_pipeline import cli, paths, runner
-from lrl_pipeline.raw import read_raw_table, write_raw_tables
-from lrl_pipeline.resources import LRLDatabase
+from lrl_pipeline.storage import read_raw_table, write_raw_tables, LRLDatabase
 
 FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
                 "t_learners": {"config": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}}}}
@@ -64,7 +63,7 @@ def updated(cli_env):
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         code = cli.main(["update"])
     first_versions = store.versions()
-    with LRLDatabase(path=str(db)).connect(read_only=True) as con:
+    with LRLDatabase(database=str(db)).connect(read_only=True) as con:
         heads = con.sql("SELECT experiment_id, arm, metric, extractor_version FROM pipeline.experiment_heads").df()
     return dict(data=data, tables=tables, newest=newest, db=db, version_before=version, update_code=code,
                 update_output=printed.getvalue(), version_after=store.current_version(), versions=first_versions,
@@ -204,7 +203,7 @@ def test_demo_refuses_to_replace_someone_elses_experiments(cli_env, tmp_path, ca
     write_raw_tables(db, {"experiments": registry})
     assert cli.main(["demo", "--db", str(db)]) == 1
     assert "checkout_v2" in capsys.readouterr().err
-    with LRLDatabase(path=str(db)).connect(read_only=True) as con:
+    with LRLDatabase(database=str(db)).connect(read_only=True) as con:
         assert con.execute("SELECT experiment_id FROM raw.experiments").fetchall() == [("checkout_v2",)]
 
 
@@ -311,7 +310,7 @@ def test_a_blended_cell_serves_its_weighted_mix_of_pooled_and_t_learner_cates(cl
     from lrl_pipeline.scoring import score_units
 
     db, artifacts = updated["db"], cli_env / "artifacts"
-    with LRLDatabase(path=str(db)).connect(read_only=True) as con:
+    with LRLDatabase(database=str(db)).connect(read_only=True) as con:
         served = con.sql("SELECT * FROM pipeline.served_models WHERE model <> 'lr_learner'").df()
     assert len(served), "this fixture's data should give at least one blended cell"
     units = updated["tables"]["unit_features"].head(30)

@@ -23,8 +23,8 @@ import pytest
 from lrl_core.artifacts import ArtifactStore
 from lrl_pipeline.assets import features, ingest, training
 from lrl_pipeline.definitions import build_definitions
-from lrl_pipeline.raw import RAW_TABLES, write_raw_tables
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.storage import RAW_TABLES, write_raw_tables, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.runs import IN_FLIGHT, reap_dead_cli_runs
 from lrl_pipeline.runner import PipelineError, run_retrain, run_update, score_units
 
@@ -307,7 +307,7 @@ def test_materializing_twice_gives_the_same_tables_and_the_same_head(pipeline):
 
     first = snapshot()  # the fixture's retrain materialized them once
     assets = [ingest.validated_tables, features.unit_features, features.training_examples]
-    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+    resources = {"database": LRLDatabase(database=str(pipeline.db)),
                  "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
     assert dg.materialize(assets, resources=resources, instance=pipeline.instance).success
     for name, frame in snapshot().items():
@@ -337,7 +337,7 @@ def test_a_retrain_never_prunes_an_extractor_that_heads_are_fitted_on(pipeline, 
     for _ in range(training.KEEP_VERSIONS):  # enough newer versions to push it out of the kept window
         store.save(loaded.learner, loaded.transform, loaded.metadata)
     newer = store.versions()[1:]
-    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+    resources = {"database": LRLDatabase(database=str(pipeline.db)),
                  "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
     config = {"ops": {"lr_learner": fast_run_config["ops"]["lr_learner"]}}
     assert dg.materialize([training.lr_learner], resources=resources, instance=pipeline.instance,
@@ -385,7 +385,7 @@ def test_scheduled_retrain_update_score_and_sensor_at_once_all_succeed(pipeline,
     children = {name: subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)
                 for name, command in commands.items()}
-    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+    resources = {"database": LRLDatabase(database=str(pipeline.db)),
                  "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
     units = tiny_raw["unit_features"].head(20)
     ticks, scored = [], []

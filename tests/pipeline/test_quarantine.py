@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from lrl_core.data import SPLIT_NAMES, split_by_unit
-from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline.storage import write_raw_tables
 from lrl_pipeline.runner import run_retrain
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from lrl_core.artifacts import ArtifactStore
 from lrl_core.report import EXPERIMENT_SECTIONS, RETRAIN_SECTIONS
-from lrl_pipeline.raw import write_raw_tables
+from lrl_pipeline.storage import write_raw_tables
 from lrl_pipeline.runner import latest_report_path, run_retrain, run_update
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lrl_core.artifacts import ArtifactStore
-from lrl_pipeline.raw import read_raw_table, write_raw_tables
+from lrl_pipeline.storage import read_raw_table, write_raw_tables
 from lrl_pipeline.runner import (
     PipelineError, latest_report_path, run_retrain, run_update, score_units, summary_table,
 )

@@ -12,8 +12,8 @@ from dagster._core.test_utils import create_run_for_test
 
 from lrl_core.artifacts import ArtifactStore
 from lrl_pipeline.planning import head_run_tags
-from lrl_pipeline.raw import write_raw_tables
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.storage import write_raw_tables, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.runner import run_update
 from lrl_pipeline.runs import PIPELINE_TAG, reap_dead_cli_runs
 from lrl_pipeline.sensors import experiment_sensor
@@ -49,7 +49,7 @@ def test_a_dead_runs_pool_slot_is_freed_before_the_next_command(pipeline):
 
 def test_the_sensor_waits_for_a_live_command_line_run_only(pipeline):
     write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
-    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+    resources = {"database": LRLDatabase(database=str(pipeline.db)),
                  "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
     version = ArtifactStore(pipeline.artifacts).current_version()
 

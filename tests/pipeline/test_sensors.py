@@ -11,8 +11,8 @@ import pytest
 
 from lrl_core.artifacts import ArtifactStore
 from lrl_pipeline.definitions import build_definitions
-from lrl_pipeline.raw import write_raw_tables
-from lrl_pipeline.resources import ArtifactStoreResource, LRLDatabase
+from lrl_pipeline.storage import write_raw_tables, LRLDatabase
+from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.planning import RANGE_END, RANGE_START
 from lrl_pipeline.runner import run_retrain
 from lrl_pipeline.sensors import experiment_sensor
@@ -20,7 +20,7 @@ from lrl_pipeline.sensors import experiment_sensor
 
 def tick(pipeline, cursor=None) -> dg.SensorResult:
     """One evaluation, applying its partition requests as the daemon would."""
-    resources = {"database": LRLDatabase(path=str(pipeline.db)),
+    resources = {"database": LRLDatabase(database=str(pipeline.db)),
                  "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
     context = dg.build_sensor_context(instance=pipeline.instance, cursor=cursor, resources=resources)
     result = experiment_sensor(context)

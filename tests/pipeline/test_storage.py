@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from lrl_pipeline import paths
-from lrl_pipeline.raw import read_experiment_tables, read_raw_table, write_raw_tables
-from lrl_pipeline.resources import DatabaseBusy, LRLDatabase
+from lrl_pipeline.storage import (
+    read_experiment_tables, read_raw_table, write_raw_tables, DatabaseBusy, LRLDatabase,
+)
 
 
 def test_paths_prefer_argument_then_environment_then_default(tmp_path, monkeypatch):
@@ -58,7 +59,7 @@ def hold_lock(db, seconds: float) -> subprocess.Popen:
 def test_connect_waits_for_another_writer_then_gives_up(tmp_path):
     db = tmp_path / "x.duckdb"
     duckdb.connect(str(db)).close()
-    database = LRLDatabase(path=str(db), read_timeout_s=0.3)
+    database = LRLDatabase(database=str(db), read_timeout_s=0.3)
     holder = hold_lock(db, 1.5)
     try:
         with pytest.raises(DatabaseBusy):
@@ -75,7 +76,7 @@ def test_connect_waits_for_another_writer_then_gives_up(tmp_path):
 
 def test_read_only_connect_of_a_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
-        with LRLDatabase(path=str(tmp_path / "none.duckdb")).connect(read_only=True):
+        with LRLDatabase(database=str(tmp_path / "none.duckdb")).connect(read_only=True):
             pass
 
 

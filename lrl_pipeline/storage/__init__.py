@@ -1,0 +1,43 @@
+"""The storage layer: every line of SQL and every DuckDB connection of the pipeline.
+
+Modules by what they store: ``database`` (the resource, its connections and
+transactions), ``raw`` (the platform's four input tables), ``tables`` (the
+pipeline's own tables, their DDL and generic reads and writes),
+``features`` (the feature transform fitted column by column and the prepared
+table computed inside DuckDB), ``training_data`` (the pooled rows and the
+prepared matrix as the model reads them), ``registry`` (the experiment
+registry and the version of each head), ``heads`` (the per-experiment
+partitions' tables), ``models`` (extractor versions and served models).
+Everything else in ``lrl_pipeline`` imports from here and writes no SQL.
+"""
+from lrl_pipeline.storage.database import Connection, DatabaseBusy, LRLDatabase, is_lock_error, transaction
+from lrl_pipeline.storage.features import fit_transform, prepared_relation
+from lrl_pipeline.storage.heads import exposure_counts, read_heads, write_head_evaluation, write_head_run
+from lrl_pipeline.storage.models import (
+    SERVED_COLUMNS, chosen_config, extractor_versions_in_use, read_served_models, record_extractor_version,
+    retrain_counts, served_counts,
+)
+from lrl_pipeline.storage.raw import (
+    RAW_TABLES, arrow_to_pandas, count_raw_rows, experiment_ids, read_experiment_tables, read_raw_table,
+    read_raw_tables, table_exists, write_raw_tables,
+)
+from lrl_pipeline.storage.registry import HeadState, is_partition_key, read_head_state
+from lrl_pipeline.storage.tables import (
+    FIXED_TABLES, VALID_TABLES, column_scale, ensure_schema, insert_rows, metric_scale, quarantine_rows,
+    read_table, replace_table, replace_table_with, split_rows, utc_now,
+)
+from lrl_pipeline.storage.training_data import load_pooled, load_validated
+
+__all__ = [
+    "Connection", "DatabaseBusy", "LRLDatabase", "is_lock_error", "transaction",
+    "fit_transform", "prepared_relation",
+    "exposure_counts", "read_heads", "write_head_evaluation", "write_head_run",
+    "SERVED_COLUMNS", "chosen_config", "extractor_versions_in_use", "read_served_models",
+    "record_extractor_version", "retrain_counts", "served_counts",
+    "RAW_TABLES", "arrow_to_pandas", "count_raw_rows", "experiment_ids", "read_experiment_tables",
+    "read_raw_table", "read_raw_tables", "table_exists", "write_raw_tables",
+    "HeadState", "is_partition_key", "read_head_state",
+    "FIXED_TABLES", "VALID_TABLES", "column_scale", "ensure_schema", "insert_rows", "metric_scale",
+    "quarantine_rows", "read_table", "replace_table", "replace_table_with", "split_rows", "utc_now",
+    "load_pooled", "load_validated",
+]

@@ -1,0 +1,61 @@
+"""Experiment heads, their status and their evaluation: the SQL of the per-experiment partitions.
+
+A head run owns its experiments' rows in ``experiment_heads``, ``head_status``,
+``head_evaluation`` and their experiment-level ``quarantine`` rows: it
+replaces them whole, in one transaction, so a rerun never duplicates a head.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from lrl_pipeline.storage.database import Connection, transaction
+from lrl_pipeline.storage.raw import table_exists
+from lrl_pipeline.storage.tables import ensure_schema, insert_rows, quarantine_rows, utc_now
+
+__all__ = ["exposure_counts", "read_heads", "write_head_run", "write_head_evaluation"]
+
+_IN_KEYS = "experiment_id IN (SELECT unnest(?::VARCHAR[]))"
+_DELETE = {table: f"DELETE FROM pipeline.{table} WHERE {_IN_KEYS}"
+           for table in ("experiment_heads", "head_status", "head_evaluation")}
+# Unit-level quarantine rows (no experiment) belong to the full validation, not to a head run.
+_DELETE["quarantine"] = f"DELETE FROM pipeline.quarantine WHERE {_IN_KEYS}"
+_EXPOSURE_COUNTS = ("SELECT CAST(experiment_id AS VARCHAR) AS e, count(*) FROM raw.exposures "
+                    "WHERE CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) GROUP BY e")
+_HEADS = "SELECT * FROM pipeline.experiment_heads"
+_HEADS_OF = f"{_HEADS} WHERE {_IN_KEYS} AND extractor_version = ?"
+
+
+def exposure_counts(con: Connection, keys: list[str]) -> dict[str, int]:
+    """Raw exposure rows per experiment of ``keys`` (missing: none)."""
+    if not table_exists(con, "raw", "exposures"):
+        return {}
+    return dict(con.execute(_EXPOSURE_COUNTS, [keys]).fetchall())
+
+
+def read_heads(con: Connection, keys: list[str] | None = None, version: str | None = None) -> pd.DataFrame:
+    """Stored heads: all of them, or those of experiments ``keys`` on extractor ``version``."""
+    if keys is None:
+        return con.sql(_HEADS).df()
+    return con.sql(_HEADS_OF, params=[keys, version]).df()
+
+
+def write_head_run(con: Connection, keys: list[str], heads: pd.DataFrame, status: pd.DataFrame,
+                   quarantine: pd.DataFrame) -> None:
+    """Replace the heads, status and experiment-level quarantine rows of experiments ``keys``."""
+    ensure_schema(con)
+    with transaction(con):
+        for table in ("experiment_heads", "head_status", "quarantine"):
+            con.execute(_DELETE[table], [keys])
+        if len(heads):
+            insert_rows(con, "experiment_heads", heads)
+        insert_rows(con, "head_status", status)
+        insert_rows(con, "quarantine", quarantine_rows(quarantine, utc_now()))
+
+
+def write_head_evaluation(con: Connection, keys: list[str], rows: pd.DataFrame) -> None:
+    """Replace the head evaluation rows of experiments ``keys``."""
+    ensure_schema(con)
+    with transaction(con):
+        con.execute(_DELETE["head_evaluation"], [keys])
+        if len(rows):
+            insert_rows(con, "head_evaluation", rows)
