@@ -153,6 +153,19 @@ class FeatureTransform:
         fitted = set(self.feature_names_)
         return [str(c) for c in frame.columns if c != "unit_id" and c not in fitted]
 
+    def check_columns(self, frame: pd.DataFrame) -> None:
+        """``ValueError`` unless ``frame`` has ``unit_id`` and every fitted column, each numeric."""
+        self._check_fitted()
+        if "unit_id" not in frame.columns:
+            raise ValueError("the frame has no 'unit_id' column")
+        missing = [name for name in self.feature_names_ if name not in frame.columns]
+        if missing:
+            raise ValueError(f"missing feature columns {missing} that the model was fitted on")
+        non_numeric = [f"{name!r} ({frame[name].dtype})" for name in self.feature_names_
+                       if not pd.api.types.is_numeric_dtype(frame[name].dtype)]
+        if non_numeric:
+            raise ValueError(f"non-numeric feature columns: {', '.join(non_numeric)}")
+
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Prepared features of a DataFrame with ``unit_id`` and the fitted feature columns.
 
@@ -170,17 +183,7 @@ class FeatureTransform:
             Naming every missing fitted column, every non-numeric fitted
             column, or the columns and units with non-finite values.
         """
-        self._check_fitted()
-        if "unit_id" not in frame.columns:
-            raise ValueError("the frame has no 'unit_id' column")
-        missing = [name for name in self.feature_names_ if name not in frame.columns]
-        if missing:
-            raise ValueError(f"missing feature columns {missing} that the model was fitted on")
-        non_numeric = [f"{name!r} ({frame[name].dtype})" for name in self.feature_names_
-                       if not pd.api.types.is_numeric_dtype(frame[name].dtype)]
-        if non_numeric:
-            raise ValueError(f"non-numeric feature columns: {', '.join(non_numeric)}")
-
+        self.check_columns(frame)
         out = np.empty((len(frame), self.n_features_out_), dtype=np.float32)
         # Row chunks: the float64 raw matrix of millions of units would be twice the output.
         chunk = np.empty((min(len(frame), _CHUNK_ROWS), self.n_features_in_), dtype=np.float64)

@@ -1,9 +1,10 @@
-"""The rows of some experiments, validated and embedded by the current extractor.
+"""The rows of some experiments, as validated once, prepared by DuckDB and embedded by an extractor.
 
-Head fits and head reports read the raw tables directly (a new experiment
-has no validated copy until the next retrain), validate just these
-experiments, prepare features with the transform saved *with the model*,
-and map them through ``v(.)``.
+Head fits and head reports read the pipeline's valid tables
+(:func:`lrl_pipeline.storage.read_valid_experiment_rows`): a trained
+experiment's rows as the retrain's validation left them, a new one's as its
+partition run validated them (the ``experiment_rows`` asset). Features come
+from the transform saved *with the model*, computed inside DuckDB.
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 from lrl_core.artifacts import LoadedModel
-from lrl_core.data import PooledData, ValidationResult, build_pooled_data, split_by_unit, validate_raw
-from lrl_pipeline.storage import Connection, read_experiment_tables
+from lrl_core.data import PooledData, ValidationResult, build_pooled_data, split_by_unit
+from lrl_pipeline.storage import Connection, read_valid_experiment_rows
 
 __all__ = ["ExperimentRows", "read_experiment_rows", "FeatureMismatch"]
 
 
 class FeatureMismatch(ValueError):
-    """The raw feature columns no longer include those the extractor was trained on."""
+    """The valid feature columns no longer include those the extractor was trained on."""
 
 
 @dataclass
@@ -50,22 +51,19 @@ class ExperimentRows:
         return "; ".join(dict.fromkeys(rows["reason"])) or "not in raw.experiments or no valid rows"
 
 
-def read_experiment_rows(con: Connection, experiment_ids: list[str],
-                         model: LoadedModel) -> ExperimentRows:
-    """Validate and embed the rows of ``experiment_ids`` (raises :class:`FeatureMismatch`)."""
-    valid = validate_raw(**read_experiment_tables(con, experiment_ids))
-    names = list(model.transform.feature_names_)
-    missing = [name for name in names if name not in valid.unit_features.columns]
-    if missing:
-        raise FeatureMismatch(f"raw.unit_features lacks feature columns {missing} that extractor "
-                              f"{model.version} was trained on: retrain (`lrl retrain`)")
+def read_experiment_rows(con: Connection, experiment_ids: list[str], model: LoadedModel) -> ExperimentRows:
+    """The valid rows of ``experiment_ids``, embedded by ``model`` (raises :class:`FeatureMismatch`)."""
+    try:
+        tables = read_valid_experiment_rows(con, experiment_ids, model.transform)
+    except LookupError as error:
+        raise FeatureMismatch(f"{error} that extractor {model.version} was trained on: retrain (`lrl retrain`)") \
+            from error
     d = model.learner.config_.d
-    if valid.exposures.empty:
-        return ExperimentRows(None, np.empty((0, model.transform.n_features_out_)), np.empty((0, d)),
-                              np.empty(0, np.int8), valid.quarantine)
-    units = valid.unit_features[["unit_id", *names]]
+    if tables.exposures.empty:
+        return ExperimentRows(None, np.empty((0, model.transform.n_features_out_), np.float32), np.empty((0, d)),
+                              np.empty(0, np.int8), tables.quarantine)
     pooled = build_pooled_data(ValidationResult(
-        unit_features=units[["unit_id"]], experiments=valid.experiments, exposures=valid.exposures,
-        outcomes=valid.outcomes, quarantine=valid.quarantine))
-    X = model.transform.transform_frame(units)
-    return ExperimentRows(pooled, X, model.learner.transform(X), split_by_unit(pooled.unit_ids), valid.quarantine)
+        unit_features=tables.units, experiments=tables.experiments, exposures=tables.exposures,
+        outcomes=tables.outcomes, quarantine=tables.quarantine))
+    return ExperimentRows(pooled, tables.X, model.learner.transform(tables.X), split_by_unit(pooled.unit_ids),
+                          tables.quarantine)

@@ -20,7 +20,7 @@ retrain_job = dg.define_asset_job(
 
 head_job = dg.define_asset_job(
     "head_job",
-    selection=dg.AssetSelection.assets("experiment_heads", "head_evaluation"),
+    selection=dg.AssetSelection.assets("experiment_rows", "experiment_heads", "head_evaluation"),
     description="Fit experiment heads on the current extractor: one partition, or a partition range per run.",
 )
 

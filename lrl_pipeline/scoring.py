@@ -15,7 +15,7 @@ from lrl_core.artifacts import CorruptArtifact
 from lrl_core.heads import ExperimentHead
 from lrl_core.serving import POOLED
 from lrl_pipeline.compute import one_blas_thread
-from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, read_heads, read_served_models
+from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, prepare_frame, read_heads, read_served_models
 from lrl_pipeline.resources import ArtifactStoreResource
 
 __all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
@@ -90,9 +90,10 @@ def _score(store, heads: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame
         unused = set(model.transform.unused_columns(units))
         ignored = [c for c in ignored if c in unused]
         try:
-            X = model.transform.transform_frame(units)
+            model.transform.check_columns(units)
         except ValueError as error:
             raise PipelineError(f"units do not match the model's features: {error}") from error
+        X = prepare_frame(units, model.transform)
         V, in_range = model.learner.transform(X), model.transform.in_range(X)
         with one_blas_thread():
             parts.extend(_score_experiment(units["unit_id"].to_numpy(), V, in_range, experiment_id, rows)
@@ -143,7 +144,7 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
             continue  # pruned: the pooled model's CATE stays
         saved = store.load(version)
         description = saved.metadata
-        X = saved.transform.transform_frame(units)
+        X = prepare_frame(units, saved.transform)
         arm_index = {(description["experiments"][k], description["arm_names"][g]): g
                      for g, k in enumerate(description["arm_experiment"])}
         for (experiment_id, arm, name), rows in cells.groupby(["experiment_id", "arm", "model"]):

@@ -165,7 +165,7 @@ def _not_yet_fitted(context: dg.AssetExecutionContext, database: LRLDatabase, ve
 @dg.asset(
     group_name=GROUP, kinds={"python", "duckdb"}, pool="duckdb", code_version="1",
     partitions_def=experiment_partitions,
-    deps=["lr_learner", *(["raw", name] for name in ("unit_features", "experiments", "exposures", "outcomes"))],
+    deps=["experiment_rows", "lr_learner"],
     check_specs=[dg.AssetCheckSpec(
         CATE_CHECK, asset="experiment_heads", blocking=True,
         description="Every stored head gives a finite CATE for every unit of its experiment.")],

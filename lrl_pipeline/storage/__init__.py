@@ -3,15 +3,19 @@
 Modules by what they store: ``database`` (the resource, its connections and
 transactions), ``raw`` (the platform's four input tables), ``tables`` (the
 pipeline's own tables, their DDL and generic reads and writes),
-``features`` (the feature transform fitted column by column and the prepared
-table computed inside DuckDB), ``training_data`` (the pooled rows and the
+``features`` (the feature transform fitted column by column and the one
+implementation of the prepared features, inside DuckDB), ``experiment_rows``
+(a new experiment's validation, and the valid rows heads read), ``training_data`` (the pooled rows and the
 prepared matrix as the model reads them), ``registry`` (the experiment
 registry and the version of each head), ``heads`` (the per-experiment
 partitions' tables), ``models`` (extractor versions and served models).
 Everything else in ``lrl_pipeline`` imports from here and writes no SQL.
 """
 from lrl_pipeline.storage.database import Connection, DatabaseBusy, LRLDatabase, is_lock_error, transaction
-from lrl_pipeline.storage.features import fit_transform, prepared_relation
+from lrl_pipeline.storage.experiment_rows import (
+    ExperimentTables, not_yet_validated, read_valid_experiment_rows, write_experiment_validation,
+)
+from lrl_pipeline.storage.features import fit_transform, prepare_frame, prepared_matrix, prepared_relation
 from lrl_pipeline.storage.heads import exposure_counts, read_heads, write_head_evaluation, write_head_run
 from lrl_pipeline.storage.models import (
     SERVED_COLUMNS, chosen_config, extractor_versions_in_use, read_served_models, record_extractor_version,
@@ -30,7 +34,8 @@ from lrl_pipeline.storage.training_data import load_pooled, load_validated
 
 __all__ = [
     "Connection", "DatabaseBusy", "LRLDatabase", "is_lock_error", "transaction",
-    "fit_transform", "prepared_relation",
+    "ExperimentTables", "not_yet_validated", "read_valid_experiment_rows", "write_experiment_validation",
+    "fit_transform", "prepare_frame", "prepared_matrix", "prepared_relation",
     "exposure_counts", "read_heads", "write_head_evaluation", "write_head_run",
     "SERVED_COLUMNS", "chosen_config", "extractor_versions_in_use", "read_served_models",
     "record_extractor_version", "retrain_counts", "served_counts",

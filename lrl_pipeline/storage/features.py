@@ -12,13 +12,14 @@ from collections.abc import Iterator
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from lrl_core.data import column_as_float, split_by_unit
 from lrl_core.features import FeatureTransform
 from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 
-__all__ = ["fit_transform", "prepared_relation"]
+__all__ = ["fit_transform", "prepared_relation", "prepared_matrix", "prepare_frame"]
 
 
 def _training_columns(con: duckdb.DuckDBPyConnection, names: list[str], unit_ids: pa.ChunkedArray,
@@ -47,10 +48,32 @@ def fit_transform(con: duckdb.DuckDBPyConnection) -> tuple[FeatureTransform, int
     return FeatureTransform().fit_columns(_training_columns(con, names, unit_ids, train), names), int(train.sum())
 
 
-def prepared_relation(con: duckdb.DuckDBPyConnection, transform: FeatureTransform) -> duckdb.DuckDBPyRelation:
-    """``unit_id`` and the prepared features of every valid unit, as a DuckDB relation (nothing computed yet)."""
-    return con.table("pipeline.valid_unit_features").select(
-        duckdb.ColumnExpression("unit_id"), *_prepared_columns(transform))
+def prepared_relation(con: duckdb.DuckDBPyConnection, transform: FeatureTransform,
+                      units: duckdb.DuckDBPyRelation | None = None) -> duckdb.DuckDBPyRelation:
+    """``unit_id`` and the prepared features of ``units`` (default: every valid unit), as a DuckDB
+    relation (nothing computed yet). The one implementation of the transform in the pipeline:
+    the training table, the heads' units and the units ``lrl score`` is given all go through it."""
+    units = con.table("pipeline.valid_unit_features") if units is None else units
+    return units.select(duckdb.ColumnExpression("unit_id"), *_prepared_columns(transform))
+
+
+def prepared_matrix(relation: duckdb.DuckDBPyRelation) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """``(unit_id, X (n, p) float32)`` of a :func:`prepared_relation` small enough to hold twice."""
+    table = relation.to_arrow_table()
+    X = np.empty((table.num_rows, table.num_columns - 1), dtype=np.float32)
+    for j, column in enumerate(table.columns[1:]):
+        X[:, j] = column.to_numpy()
+    return table.column(0), X
+
+
+def prepare_frame(units: pd.DataFrame, transform: FeatureTransform) -> np.ndarray:
+    """The prepared features of units given as a DataFrame (``lrl score``), computed by DuckDB in
+    memory with :func:`prepared_relation`: ``(n, p)`` float32 in the frame's row order."""
+    with duckdb.connect() as con:
+        frame = units[["unit_id", *transform.feature_names_]].reset_index(drop=True)
+        numeric = frame.assign(**{name: column_as_float(frame[name])[0] for name in transform.feature_names_})
+        relation = con.from_arrow(pa.Table.from_pandas(numeric, preserve_index=False))
+        return prepared_matrix(prepared_relation(con, transform, relation))[1]
 
 
 def _prepared_columns(transform: FeatureTransform) -> list[duckdb.Expression]:

@@ -14,6 +14,12 @@ __all__ = ["load_validated", "load_pooled"]
 
 PREPARED_BATCH_ROWS = 262_144
 
+# Experiments launched since the retrain have valid rows too (validated by their partition runs),
+# but the model is trained and evaluated on the retrain's examples only.
+_TRAINED = ("CAST(experiment_id AS VARCHAR) IN "
+            "(SELECT DISTINCT CAST(experiment_id AS VARCHAR) FROM pipeline.training_examples)")
+_TRAINED_OF = {name: f"SELECT * FROM pipeline.valid_{name} WHERE {_TRAINED}" for name in ("experiments", "outcomes")}
+
 
 def load_validated(con: duckdb.DuckDBPyConnection, unit_columns: bool = True) -> ValidationResult:
     """The valid tables written by the validation asset, as a ``ValidationResult`` (empty quarantine).
@@ -38,7 +44,8 @@ def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray,
     """The pooled training rows with their prepared features and unit split.
 
     Rows come from ``pipeline.training_examples``, outcomes from
-    ``pipeline.valid_outcomes``, features from ``pipeline.unit_features``. Returns
+    ``pipeline.valid_outcomes`` (of the experiments in the examples), features
+    from ``pipeline.unit_features``. Returns
     ``(pooled, X, split)``: ``pooled`` (its raw ``features`` are empty,
     ``(n, 0)``), ``X (n, p)`` float32 prepared features in ``pooled.unit_ids``
     order and ``split (n,)`` int8 per unit (0 train, 1 validation, 2 test).
@@ -48,9 +55,9 @@ def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray,
     # Pooled first: its temporaries (millions of outcome rows) are gone before the matrix arrives.
     pooled = build_pooled_data(ValidationResult(
         unit_features=arrow_to_pandas(unit_ids),
-        experiments=read_table(con, "valid_experiments"),
+        experiments=arrow_to_pandas(con.sql(_TRAINED_OF["experiments"]).to_arrow_table()),
         exposures=examples[["unit_id", "experiment_id", "arm"]],
-        outcomes=read_table(con, "valid_outcomes"),
+        outcomes=arrow_to_pandas(con.sql(_TRAINED_OF["outcomes"]).to_arrow_table()),
         quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
     ))
     del examples

@@ -14,7 +14,7 @@ GROUPS = {
                "valid_experiments", "valid_exposures", "valid_outcomes", "quarantine"},
     "features": {"unit_features", "training_examples"},
     "training": {"lr_learner", "t_learners"},
-    "heads": {"experiment_heads"},
+    "heads": {"experiment_rows", "experiment_heads"},
     "reports": {"head_evaluation", "evaluation"},
 }
 
@@ -42,10 +42,28 @@ def test_every_database_user_is_in_the_duckdb_pool(tmp_path):
                    for n in ("unit_features", "experiments", "exposures", "outcomes"))
 
 
+def test_the_lineage_skips_no_stage_between_raw_rows_and_heads(tmp_path):
+    defs = build_definitions(tmp_path / "lrl.duckdb", tmp_path / "artifacts")
+    graph = defs.resolve_asset_graph()
+
+    def parents(key: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey.from_user_string(key)).parent_keys}
+
+    # Only validation reads raw rows: the full one, and a new experiment's own partition run.
+    readers = {k.to_user_string() for k in graph.get_all_asset_keys()
+               if any(p.to_user_string().startswith("raw/") for p in graph.get(k).parent_keys)}
+    assert readers == {"valid_unit_features", "valid_experiments", "valid_exposures", "valid_outcomes",
+                       "quarantine", "experiment_rows"}
+    assert parents("unit_features") == {"valid_unit_features"}
+    assert "unit_features" in parents("training_examples") and parents("lr_learner") == {"training_examples"}
+    assert parents("experiment_heads") == {"experiment_rows", "lr_learner"}
+    assert parents("head_evaluation") == {"experiment_heads"}
+
+
 def test_heads_are_partitioned_by_experiment(tmp_path):
     defs = build_definitions(tmp_path / "lrl.duckdb", tmp_path / "artifacts")
     graph = defs.resolve_asset_graph()
-    for key in ("experiment_heads", "head_evaluation"):
+    for key in ("experiment_rows", "experiment_heads", "head_evaluation"):
         partitions = graph.get(dg.AssetKey(key)).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "experiment"
 
