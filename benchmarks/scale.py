@@ -402,7 +402,7 @@ def step_heads(p: dict) -> dict:
     from lrl_pipeline.assets import heads
     from lrl_pipeline.compute import one_blas_thread
     from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
-    from lrl_pipeline.storage import read_raw_table
+    from lrl_pipeline.storage import read_heads, read_raw_table
     from lrl_pipeline.resources import ArtifactStoreResource
     from lrl_pipeline.runner import score_units
 
@@ -446,17 +446,17 @@ def step_heads(p: dict) -> dict:
 
     # Scoring from the stored heads: the arithmetic of `lrl score` without its long-form output.
     with database.connect(read_only=True) as con:
-        stored = con.sql("SELECT * FROM pipeline.experiment_heads WHERE extractor_version = ?",
-                         params=[model.version]).df()
-    fitted = [ExperimentHead.from_records(r.assign(arm=r["arm_index"]).to_dict("records"))
+        stored = read_heads(con)
+    stored = stored[stored["extractor_version"] == model.version]
+    fitted = [ExperimentHead.from_records(r.to_dict("records"))
               for _, r in stored.groupby("experiment_id", sort=True)]
     with one_blas_thread():
         start = time.perf_counter()
         V = model.learner.transform(X[:SCORE_UNITS])
-        out["score_heads_cates"] = int(sum(h.cate(V).size for h in fitted))
+        out["score_heads_cates"] = int(sum(h.predict_cate(V).size for h in fitted))
         out["score_heads_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        out["score_heads_se_cates"] = int(sum(h.cate_se(V).size for h in fitted))
+        out["score_heads_se_cates"] = int(sum(h.predict_cate_se(V).size for h in fitted))
         out["score_heads_se_s"] = time.perf_counter() - start
     _log(t0, f"heads scored {out['score_heads_cates']:,} CATEs in {out['score_heads_s']:.2f} s; their standard "
              f"errors in {out['score_heads_se_s']:.2f} s")

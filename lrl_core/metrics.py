@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
+__all__ = ["column_scale", "pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
 
 RISKS = ("mu_risk", "tau_risk", "pehe")
 TABLE_COLUMNS = ["experiment_id", "arm", "metric", "n", *RISKS]
@@ -279,3 +279,13 @@ def r_loss_gain(y, treated, m_hat, tau_ref, tau_alt) -> tuple[float, float]:
     residual, w = y - m_hat, t - t.mean()
     gain = (residual - w * tau_ref) ** 2 - (residual - w * tau_alt) ** 2
     return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(gain.size))
+
+
+def column_scale(Y: np.ndarray) -> np.ndarray:
+    """``Y (r, J)`` -> ``(J,)`` standard deviation of the observed values per column (1 where undefined)."""
+    scale = np.ones(Y.shape[1])
+    for j in range(Y.shape[1]):
+        observed = Y[~np.isnan(Y[:, j]), j]
+        if observed.size > 1 and observed.std() > 0:
+            scale[j] = observed.std()
+    return scale

@@ -17,11 +17,26 @@ from lrl_core.artifacts import LoadedModel
 from lrl_core.data import PooledData, ValidationResult, build_pooled_data, split_by_unit
 from lrl_pipeline.storage import Connection, read_valid_experiment_rows
 
-__all__ = ["ExperimentRows", "read_experiment_rows", "FeatureMismatch"]
+__all__ = ["ExperimentRows", "ExperimentArrays", "read_experiment_rows", "FeatureMismatch"]
 
 
 class FeatureMismatch(ValueError):
     """The valid feature columns no longer include those the extractor was trained on."""
+
+
+@dataclass
+class ExperimentArrays:
+    """One experiment's rows as a head fits them: ``arm_names`` (control first), ``metrics``
+    (those observed in it), per row ``unit`` (row of ``X``/``V``), ``arm`` (local, 0 = control),
+    ``Y (r, J)`` and ``test`` (the unit is in the test split), and ``units``: every unit of it."""
+
+    arm_names: list[str]
+    metrics: list[str]
+    unit: np.ndarray
+    arm: np.ndarray
+    Y: np.ndarray
+    test: np.ndarray
+    units: np.ndarray
 
 
 @dataclass
@@ -43,6 +58,17 @@ class ExperimentRows:
             return None
         k = self.pooled.experiments.index(experiment_id)
         return np.flatnonzero(self.pooled.row_experiment == k), np.flatnonzero(self.pooled.arm_experiment == k)
+
+    def arrays(self, experiment_id: str) -> ExperimentArrays:
+        """The rows of one valid experiment (see :meth:`experiment`) as :class:`ExperimentArrays`."""
+        index, arms = self.experiment(experiment_id)
+        pooled = self.pooled
+        observed = np.flatnonzero(np.isfinite(pooled.Y[index]).any(axis=0))
+        unit = pooled.row_unit[index]
+        return ExperimentArrays(
+            arm_names=[pooled.arm_names[g] for g in arms], metrics=[pooled.metrics[j] for j in observed],
+            unit=unit, arm=pooled.row_arm[index] - arms[0], Y=pooled.Y[np.ix_(index, observed)],
+            test=self.split[unit] == 2, units=np.unique(unit))
 
     def reasons(self, experiment_id: str) -> str:
         """Why an experiment was left out, from its quarantine rows."""

@@ -113,13 +113,12 @@ def _score(store, heads: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame
 def _score_experiment(unit_ids: np.ndarray, V: np.ndarray, in_range: np.ndarray, experiment_id: str,
                       records: pd.DataFrame) -> pd.DataFrame:
     """Long-form CATEs of one experiment's stored heads for units with embeddings ``V (n, d)``."""
-    head = ExperimentHead.from_records(records.assign(arm=records["arm_index"]).to_dict("records"))
+    head = ExperimentHead.from_records(records.to_dict("records"))
     arm_names = records.drop_duplicates("arm_index").set_index("arm_index")["arm"]
-    stored = np.zeros(head.coef_.shape[:2], dtype=bool)
-    stored[records["arm_index"].to_numpy(), [head.metric_names_.index(m) for m in records["metric"]]] = True
-    pairs = np.argwhere(stored[1:] & stored[:1])  # (treated arm - 1, metric) with both heads stored
-    cate = head.cate(V)[:, pairs[:, 0], pairs[:, 1]]
-    se = head.cate_se(V)[:, pairs[:, 0], pairs[:, 1]]
+    # Only estimable heads are stored, so the rest come back NaN: the same mask picks the pairs.
+    pairs = np.argwhere(head.estimable()[1:])  # (treated arm - 1, metric)
+    cate = head.predict_cate(V)[:, pairs[:, 0], pairs[:, 1]]
+    se = head.predict_cate_se(V)[:, pairs[:, 0], pairs[:, 1]]
     n, p = cate.shape
     return pd.DataFrame({
         "unit_id": np.repeat(unit_ids, p),

@@ -11,12 +11,11 @@ import time
 
 import dagster as dg
 from dagster._core.errors import DagsterInvalidPropertyError
-import numpy as np
 import pandas as pd
 
 from lrl_core.artifacts import LoadedModel
 from lrl_core.data import QUARANTINE_COLUMNS
-from lrl_core.heads import MIN_HEAD_ROWS, ExperimentHead
+from lrl_core.heads import MIN_HEAD_ROWS, ExperimentHead, HeadFit, fit_experiment_head, trained_arms
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
@@ -27,91 +26,39 @@ from lrl_pipeline.resources import ArtifactStoreResource
 GROUP = "heads"
 CATE_CHECK = "cate_is_finite"
 
-TINY_ARM_ROWS = 10
-"""Experiments whose smallest arm has fewer observed rows than this are fitted but flagged as tiny."""
-
-
-def trained_arms(model: LoadedModel, experiment_id: str, arm_names: list[str]) -> np.ndarray | None:
-    """The extractor's global index of each of an experiment's arms (control first), when it was
-    trained on exactly these arms; None for a new experiment or one whose arms changed."""
-    description = model.metadata
-    if experiment_id not in description.get("experiments", []):
-        return None
-    k = description["experiments"].index(experiment_id)
-    known = np.flatnonzero(np.asarray(description["arm_experiment"]) == k)
-    index = {description["arm_names"][g]: g for g in known}
-    if len(known) != len(arm_names) or any(name not in index for name in arm_names):
-        return None
-    return np.array([index[name] for name in arm_names], dtype=np.int64)
-
-
-def fit_head(rows: ExperimentRows, experiment_id: str, model: LoadedModel) -> tuple[ExperimentHead, list[str]]:
-    """The head of one valid experiment and its arm names, control first."""
-    index, arms = rows.experiment(experiment_id)
-    pooled = rows.pooled
-    fit = index[rows.split[pooled.row_unit[index]] != 2]
-    observed = np.flatnonzero(np.isfinite(pooled.Y[index]).any(axis=0))
-    arm_names = [pooled.arm_names[g] for g in arms]
-    head = ExperimentHead().fit(
-        rows.V[pooled.row_unit[fit]], pooled.row_arm[fit] - arms[0], pooled.Y[np.ix_(fit, observed)],
-        [pooled.metrics[j] for j in observed], model.learner, n_arms=len(arms),
-        arms=trained_arms(model, experiment_id, arm_names))
-    return head, arm_names
-
-
 def fit_experiment(rows: ExperimentRows, experiment_id: str,
                    model: LoadedModel) -> tuple[pd.DataFrame | None, str, str, int, pd.DataFrame | None]:
     """``(records or None, status, detail, non-finite CATEs, quarantine rows)`` of one experiment's
-    head fit; the quarantine rows name the (arm, metric) cells left without a head for want of rows.
-
-    A quarantined experiment or a failed fit gives no records; it never stops the other
-    experiments of the run.
-    """
+    head fit (:func:`lrl_core.heads.fit_experiment_head` on its train and validation rows); the
+    quarantine rows name the (arm, metric) cells left without a head for want of rows."""
     if rows.experiment(experiment_id) is None:
         return None, "quarantined", rows.reasons(experiment_id), 0, None
-    try:
-        head, arm_names = fit_head(rows, experiment_id, model)
-    except (ValueError, np.linalg.LinAlgError) as error:
-        return None, "failed", f"head fit failed: {error}", 0, None
-    units = np.unique(rows.pooled.row_unit[rows.experiment(experiment_id)[0]])
-    cate = head.cate(rows.V[units])[:, estimable(head)[1:]]
-    bad = int((~np.isfinite(cate)).sum())
-    if bad:
-        return None, "failed", f"{bad} non-finite CATEs", bad, None
-    records = head_records(head, arm_names, experiment_id, model.version)
-    short = short_cells(head, arm_names, experiment_id)
-    detail = f"{len(records)} heads on {len(units)} units"
-    smallest = int(head.n_.max(axis=1).min())
-    if smallest < TINY_ARM_ROWS:
-        detail += f"; tiny: its smallest arm has {smallest} observed rows, so its CATEs lean on the pooled model"
-    if len(short):
-        detail += f"; {len(short)} arm-metric cells without a head (fewer than {MIN_HEAD_ROWS} observed rows)"
-    return records, "fitted", detail, 0, short
+    data = rows.arrays(experiment_id)
+    fit = ~data.test
+    result = fit_experiment_head(rows.V[data.unit[fit]], data.arm[fit], data.Y[fit], data.metrics, model.learner,
+                                 rows.V[data.units], n_arms=len(data.arm_names),
+                                 arms=trained_arms(model.metadata, experiment_id, data.arm_names))
+    if result.head is None:
+        return None, result.status, result.detail, result.non_finite, None
+    return (head_records(result.head, data.arm_names, experiment_id, model.version), result.status, result.detail,
+            0, short_cells(result, data.arm_names, experiment_id))
 
 
-def short_cells(head: ExperimentHead, arm_names: list[str], experiment_id: str) -> pd.DataFrame:
+def short_cells(result: HeadFit, arm_names: list[str], experiment_id: str) -> pd.DataFrame:
     """Quarantine rows (``QUARANTINE_COLUMNS``) for the (arm, metric) cells with too few rows for a head."""
-    arms, metrics = np.nonzero(head.n_ < MIN_HEAD_ROWS)
+    head = result.head
     return pd.DataFrame({
         "table": "arms", "unit_id": None, "experiment_id": experiment_id,
-        "metric": [head.metric_names_[j] for j in metrics], "column": None,
+        "metric": [head.metric_names_[j] for _, j in result.short_cells], "column": None,
         "reason": [f"arm {arm_names[a]!r} has {head.n_[a, j]} observed {head.metric_names_[j]!r} values, fewer "
-                   f"than the {MIN_HEAD_ROWS} a head needs: no CATE for it" for a, j in zip(arms, metrics)],
+                   f"than the {MIN_HEAD_ROWS} a head needs: no CATE for it" for a, j in result.short_cells],
     }, columns=QUARANTINE_COLUMNS)
-
-
-def estimable(head: ExperimentHead) -> np.ndarray:
-    """``(A, J)`` bool: heads worth storing. A treated arm's head needs its control's for a CATE,
-    and a control head is kept only where some treated arm uses it."""
-    finite = np.isfinite(head.coef_).all(axis=-1)
-    pairs = finite[1:] & finite[:1]
-    return np.vstack([pairs.any(axis=0, keepdims=True), pairs])
 
 
 def head_records(head: ExperimentHead, arm_names: list[str], experiment_id: str, version: str) -> pd.DataFrame:
     """Rows of pipeline.experiment_heads for the estimable (arm, metric) heads of one experiment."""
-    records = pd.DataFrame(head.to_records())  # arm-major, as estimable(head).ravel()
-    records = records[estimable(head).ravel()].rename(columns={"arm": "arm_index"})
+    records = pd.DataFrame(head.to_records())  # arm-major, as head.estimable().ravel()
+    records = records[head.estimable().ravel()]
     return records.assign(arm=[arm_names[a] for a in records["arm_index"]], experiment_id=experiment_id,
                           extractor_version=version, fitted_at=utc_now())
 

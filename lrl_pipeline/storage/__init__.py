@@ -27,7 +27,7 @@ from lrl_pipeline.storage.raw import (
 )
 from lrl_pipeline.storage.registry import HeadState, is_partition_key, read_head_state
 from lrl_pipeline.storage.tables import (
-    FIXED_TABLES, VALID_TABLES, column_scale, ensure_schema, insert_rows, metric_scale, quarantine_rows,
+    FIXED_TABLES, VALID_TABLES, ensure_schema, insert_rows, metric_scale, quarantine_rows,
     read_table, replace_table, replace_table_with, split_rows, utc_now,
 )
 from lrl_pipeline.storage.training_data import load_pooled, load_validated
@@ -42,7 +42,7 @@ __all__ = [
     "RAW_TABLES", "arrow_to_pandas", "count_raw_rows", "experiment_ids", "read_experiment_tables",
     "read_raw_table", "read_raw_tables", "table_exists", "write_raw_tables",
     "HeadState", "is_partition_key", "read_head_state",
-    "FIXED_TABLES", "VALID_TABLES", "column_scale", "ensure_schema", "insert_rows", "metric_scale",
+    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "insert_rows", "metric_scale",
     "quarantine_rows", "read_table", "replace_table", "replace_table_with", "split_rows", "utc_now",
     "load_pooled", "load_validated",
 ]

@@ -16,11 +16,12 @@ import pandas as pd
 import pyarrow as pa
 
 from lrl_core.data import QUARANTINE_COLUMNS, PooledData
+from lrl_core.metrics import column_scale
 from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 
 __all__ = [
     "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "replace_table_with", "insert_rows", "read_table",
-    "split_rows", "metric_scale", "column_scale", "quarantine_rows", "utc_now",
+    "split_rows", "metric_scale", "quarantine_rows", "utc_now",
 ]
 
 FIXED_TABLES = {
@@ -149,13 +150,3 @@ def metric_scale(pooled: PooledData, split: np.ndarray) -> np.ndarray:
     metric variance, comparable across metrics.
     """
     return column_scale(split_rows(pooled, split, 0)[2])
-
-
-def column_scale(Y: np.ndarray) -> np.ndarray:
-    """``Y (r, J)`` -> ``(J,)`` standard deviation of the observed values per column (1 where undefined)."""
-    scale = np.ones(Y.shape[1])
-    for j in range(Y.shape[1]):
-        observed = Y[~np.isnan(Y[:, j]), j]
-        if observed.size > 1 and observed.std() > 0:
-            scale[j] = observed.std()
-    return scale

@@ -102,8 +102,8 @@ def test_jackknife_intervals_cover_the_true_cate_in_a_wide_band():
         assert set(head.kinds_) == {"pooled"}
         units = np.unique(data.units[held_out & np.isin(data.arms, arms)])
         truth = data.true_cate(units, arms[1], arms[0])
-        error = np.abs(head.cate(V[units])[:, 0] - truth)
-        covered.append(error <= 1.96 * head.cate_se(V[units])[:, 0])
+        error = np.abs(head.predict_cate(V[units])[:, 0] - truth)
+        covered.append(error <= 1.96 * head.predict_cate_se(V[units])[:, 0])
         naive.append(error <= 1.96 * np.sqrt(head._head_variance(V[units])[:, 0]))
     coverage = np.concatenate(covered).mean()
     # Bias (here a smooth MLP on 250 units per arm) is beyond any resampling: 0.88 here.
