@@ -18,7 +18,7 @@ from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
 from lrl_pipeline.runs import IN_FLIGHT, is_alive
 from lrl_pipeline.storage import HeadState
 
-__all__ = ["EXTRACTOR_TAG", "RANGE_START", "RANGE_END", "HeadPlan", "plan_heads", "head_run_tags"]
+__all__ = ["EXTRACTOR_TAG", "RANGE_START", "RANGE_END", "HeadPlan", "plan_heads", "head_run_tags", "head_token"]
 
 EXTRACTOR_TAG = "lrl/extractor_version"
 """On a head run started from a plan: the extractor version its heads are fitted for."""
@@ -35,7 +35,8 @@ class HeadPlan:
     ``runs``: head runs to start, each a block of neighbouring partitions;
     ``in_flight``: stale experiments a live run is fitting already (wait for it);
     ``retrain_run``: id of a live retrain run (its extractor will replace ``version``), or None;
-    ``report_due``: every head is current and the evaluation of ``version`` is neither done nor running.
+    ``report_due``: every head is current and the evaluation of ``version`` is neither done nor running;
+    ``tokens``: per planned experiment, what names this fit of it (:func:`head_token`).
     """
 
     version: str
@@ -44,6 +45,14 @@ class HeadPlan:
     in_flight: list[str]
     retrain_run: str | None
     report_due: bool
+    tokens: dict[str, str]
+
+
+def head_token(state: HeadState, experiment_id: str) -> str:
+    """The experiment, and the state of its rows when it changed since validation (``e@arms=3``):
+    a head fit is asked for once per extractor version and token."""
+    revision = state.revision(experiment_id)
+    return f"{experiment_id}@{revision}" if revision else experiment_id
 
 
 def head_run_tags(block: list[str], version: str) -> dict[str, str]:
@@ -65,8 +74,9 @@ def plan_heads(instance: dg.DagsterInstance, state: HeadState, version: str,
                wait_for_retrain: bool = True, requested: frozenset[str] = frozenset()) -> HeadPlan:
     """Plan head runs for extractor ``version`` from the registry state and the instance's live runs.
 
-    ``requested``: experiments whose runs for ``version`` the caller has already
-    asked for (the sensor's cursor) but that may not be in flight yet; they are not planned again.
+    ``requested``: tokens (:func:`head_token`) of experiments whose runs for ``version`` the caller
+    has already asked for (the sensor's cursor) but that may not be in flight yet; they are not
+    planned again.
 
     With ``wait_for_retrain`` (the sensor), nothing is started while a retrain
     is in flight: its new extractor would make the heads stale at once. The
@@ -75,7 +85,8 @@ def plan_heads(instance: dg.DagsterInstance, state: HeadState, version: str,
     known = instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS)
     new = [e for e in state.registry if e not in set(known)]
     order = [*known, *new]
-    taken: set[str] = set(requested)
+    asked = {e for e in state.registry if head_token(state, e) in requested}
+    taken: set[str] = set(asked)
     retrain_run, reporting = None, False
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT)):
         run = record.dagster_run
@@ -88,12 +99,13 @@ def plan_heads(instance: dg.DagsterInstance, state: HeadState, version: str,
         elif run.job_name == "head_job" and run.tags.get(EXTRACTOR_TAG) == version:
             taken.update(_run_keys(run.tags, order))
     stale = state.stale(version)
-    in_flight = [e for e in stale if e in taken and e not in requested]
+    in_flight = [e for e in stale if e in taken and e not in asked]
     todo = [e for e in stale if e not in taken]
     waiting = wait_for_retrain and retrain_run is not None
     runs = [] if waiting else contiguous_blocks(order, todo)
     report_due = not stale and not waiting and not reporting and state.report_version != version
-    return HeadPlan(version, new, runs, in_flight, retrain_run, report_due)
+    tokens = {e: head_token(state, e) for block in runs for e in block}
+    return HeadPlan(version, new, runs, in_flight, retrain_run, report_due, tokens)
 
 
 def contiguous_blocks(order: list[str], wanted: list[str]) -> list[list[str]]:

@@ -28,12 +28,14 @@ from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, read_head_state
 
 
-def head_run_request(keys: list[str], version: str) -> dg.RunRequest:
-    """One head run over neighbouring partitions ``keys``; the run key names them and the version."""
+def head_run_request(keys: list[str], version: str, tokens: dict[str, str] | None = None) -> dg.RunRequest:
+    """One head run over neighbouring partitions ``keys``; the run key names them, the version and
+    any changed experiment's token (so a grown arm gets a fit of its own on the same version)."""
+    changed = "".join(f":{tokens[k]}" for k in keys if tokens and tokens.get(k, k) != k)
     if len(keys) == 1:
-        return dg.RunRequest(job_name=head_job.name, partition_key=keys[0], run_key=f"{keys[0]}:{version}",
-                             tags={EXTRACTOR_TAG: version})
-    return dg.RunRequest(job_name=head_job.name, run_key=f"{keys[0]}..{keys[-1]}:{version}",
+        return dg.RunRequest(job_name=head_job.name, partition_key=keys[0],
+                             run_key=f"{keys[0]}:{version}{changed}", tags={EXTRACTOR_TAG: version})
+    return dg.RunRequest(job_name=head_job.name, run_key=f"{keys[0]}..{keys[-1]}:{version}{changed}",
                          tags=head_run_tags(keys, version))
 
 
@@ -66,13 +68,13 @@ def experiment_sensor(context: dg.SensorEvaluationContext, database: LRLDatabase
     requested = frozenset(cursor.get("requested", [])) if cursor.get("version") == version else frozenset()
     plan = plan_heads(context.instance, state, version, requested=requested)
     adds = [experiment_partitions.build_add_request(plan.new_partitions)] if plan.new_partitions else []
-    requests = [head_run_request(block, version) for block in plan.runs]
+    requests = [head_run_request(block, version, plan.tokens) for block in plan.runs]
     report = cursor.get("report")
     if plan.report_due and report != version:
         requests.append(dg.RunRequest(job_name=report_job.name, run_key=f"report:{version}"))
         report = version
-    todo = [e for block in plan.runs for e in block]
-    new_cursor = json.dumps({"version": version, "requested": sorted(requested | set(todo)), "report": report})
+    new_cursor = json.dumps({"version": version, "requested": sorted(requested | set(plan.tokens.values())),
+                             "report": report})
     if not requests:
         if plan.retrain_run:
             reason = f"retrain run {plan.retrain_run} is in flight; heads wait for its extractor"

@@ -2,7 +2,7 @@
 
 An experiment that the last full validation saw is left as it was (its rows
 were validated and its units' features prepared by the retrain); one
-launched since is validated here, by the same rules (``validate_raw`` on
+launched since, or one that has grown an arm since, is validated here, by the same rules (``validate_raw`` on
 its raw rows and units), so that heads read every experiment from one place.
 """
 # No `from __future__ import annotations`: Dagster reads the context and resource
@@ -14,7 +14,7 @@ import dagster as dg
 from lrl_core.data import validate_raw
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.storage import (
-    RAW_TABLES, LRLDatabase, not_yet_validated, read_experiment_tables, write_experiment_validation,
+    RAW_TABLES, LRLDatabase, needs_validation, read_experiment_tables, write_experiment_validation,
 )
 
 
@@ -24,12 +24,12 @@ from lrl_pipeline.storage import (
 )
 def experiment_rows(context: dg.AssetExecutionContext, database: LRLDatabase) -> dg.MaterializeResult:
     """The valid rows of each experiment of the run (pipeline.valid_*): validated here when the
-    experiment launched after the last full validation, else as that validation left them."""
+    experiment launched (or grew an arm) after the last full validation, else as it left them."""
     keys = list(context.partition_keys)
     start = time.perf_counter()
     with database.connect() as con:
         try:
-            fresh = not_yet_validated(con, keys)
+            fresh = needs_validation(con, keys)
         except LookupError as error:
             raise dg.Failure(str(error)) from error
         if fresh:

@@ -7,6 +7,7 @@ cover one partition or a range: the extractor is loaded once per run.
 """
 # No `from __future__ import annotations`: Dagster reads the context and resource
 # annotations at definition time to inject them.
+import datetime as dt
 import time
 
 import dagster as dg
@@ -20,7 +21,7 @@ from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import ExperimentRows, FeatureMismatch, read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.planning import EXTRACTOR_TAG
-from lrl_pipeline.storage import exposure_counts, LRLDatabase, read_head_state, utc_now, write_head_run
+from lrl_pipeline.storage import exposure_counts, heads_fitted_since, LRLDatabase, utc_now, write_head_run
 from lrl_pipeline.resources import ArtifactStoreResource
 
 GROUP = "heads"
@@ -88,25 +89,27 @@ def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]
 
 
 def _not_yet_fitted(context: dg.AssetExecutionContext, database: LRLDatabase, version: str) -> list[str]:
-    """The run's partitions, less those with heads on ``version`` when the run was planned for it.
+    """The run's partitions, less those another run fitted on ``version`` after this one was planned.
 
     Planned runs (:mod:`lrl_pipeline.planning`) that overlapped are serialised by the ``duckdb``
-    pool; the later one finds the heads fitted and leaves them. A run started by hand in the UI
-    (no plan tag) refits every partition it names.
+    pool; the later one finds the heads fitted since it was planned and leaves them. A run
+    started by hand in the UI (no plan tag) refits every partition it names.
     """
     keys = list(context.partition_keys)
     try:
         planned_for = context.run.tags.get(EXTRACTOR_TAG)
+        record = context.instance.get_run_record_by_id(context.run.run_id)
     except DagsterInvalidPropertyError:  # invoked directly (tests): no run, so no plan
-        planned_for = None
-    if planned_for != version:
+        planned_for, record = None, None
+    if planned_for != version or record is None:
         return keys
+    planned_at = record.create_timestamp.astimezone(dt.timezone.utc).replace(tzinfo=None)
     with database.connect(read_only=True, timeout_s=database.write_timeout_s) as con:
-        done = read_head_state(con).head_versions
-    fitted = [k for k in keys if done.get(k) == version]
+        fitted_at = heads_fitted_since(con, keys, version, planned_at)
+    fitted = [k for k in keys if k in fitted_at]
     if fitted:
         context.log.info(f"{len(fitted)} experiment(s) already have heads on {version}: left as they are")
-    return [k for k in keys if done.get(k) != version]
+    return [k for k in keys if k not in fitted_at]
 
 
 @dg.asset(

@@ -12,8 +12,8 @@ import dagster as dg
 
 from lrl_core.data import validate_raw
 from lrl_pipeline.storage import (
-    RAW_TABLES, VALID_TABLES, ensure_schema, LRLDatabase, quarantine_rows, read_raw_tables, replace_table,
-    transaction, utc_now,
+    RAW_TABLES, VALID_TABLES, ensure_schema, LRLDatabase, quarantine_rows, read_raw_tables,
+    record_validated_arms, replace_table, transaction, utc_now,
 )
 
 GROUP = "ingest"
@@ -55,6 +55,7 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
         with transaction(con):
             rows = {name: replace_table(con, f"valid_{name}", getattr(result, name)) for name in VALID_TABLES}
             n_quarantined = replace_table(con, "quarantine", quarantine_rows(result.quarantine, utc_now()))
+            record_validated_arms(con)
 
     for name in VALID_TABLES:
         dropped = int((result.quarantine["table"] == name).sum())

@@ -13,10 +13,12 @@ Everything else in ``lrl_pipeline`` imports from here and writes no SQL.
 """
 from lrl_pipeline.storage.database import Connection, DatabaseBusy, LRLDatabase, is_lock_error, transaction
 from lrl_pipeline.storage.experiment_rows import (
-    ExperimentTables, not_yet_validated, read_valid_experiment_rows, write_experiment_validation,
+    ExperimentTables, needs_validation, read_valid_experiment_rows, write_experiment_validation,
 )
 from lrl_pipeline.storage.features import fit_transform, prepare_frame, prepared_matrix, prepared_relation
-from lrl_pipeline.storage.heads import exposure_counts, read_heads, write_head_evaluation, write_head_run
+from lrl_pipeline.storage.heads import (
+    exposure_counts, heads_fitted_since, read_heads, write_head_evaluation, write_head_run,
+)
 from lrl_pipeline.storage.models import (
     SERVED_COLUMNS, chosen_config, extractor_versions_in_use, read_served_models, record_extractor_version,
     retrain_counts, served_counts,
@@ -25,7 +27,9 @@ from lrl_pipeline.storage.raw import (
     RAW_TABLES, arrow_to_pandas, count_raw_rows, experiment_ids, read_experiment_tables, read_raw_table,
     read_raw_tables, table_exists, write_raw_tables,
 )
-from lrl_pipeline.storage.registry import HeadState, is_partition_key, read_head_state
+from lrl_pipeline.storage.registry import (
+    HeadState, changed_arms, is_partition_key, read_head_state, record_validated_arms,
+)
 from lrl_pipeline.storage.tables import (
     FIXED_TABLES, VALID_TABLES, ensure_schema, insert_rows, metric_scale, quarantine_rows,
     read_table, replace_table, replace_table_with, split_rows, utc_now,
@@ -34,14 +38,14 @@ from lrl_pipeline.storage.training_data import load_pooled, load_validated
 
 __all__ = [
     "Connection", "DatabaseBusy", "LRLDatabase", "is_lock_error", "transaction",
-    "ExperimentTables", "not_yet_validated", "read_valid_experiment_rows", "write_experiment_validation",
+    "ExperimentTables", "needs_validation", "read_valid_experiment_rows", "write_experiment_validation",
     "fit_transform", "prepare_frame", "prepared_matrix", "prepared_relation",
-    "exposure_counts", "read_heads", "write_head_evaluation", "write_head_run",
+    "exposure_counts", "heads_fitted_since", "read_heads", "write_head_evaluation", "write_head_run",
     "SERVED_COLUMNS", "chosen_config", "extractor_versions_in_use", "read_served_models",
     "record_extractor_version", "retrain_counts", "served_counts",
     "RAW_TABLES", "arrow_to_pandas", "count_raw_rows", "experiment_ids", "read_experiment_tables",
     "read_raw_table", "read_raw_tables", "table_exists", "write_raw_tables",
-    "HeadState", "is_partition_key", "read_head_state",
+    "HeadState", "changed_arms", "is_partition_key", "read_head_state", "record_validated_arms",
     "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "insert_rows", "metric_scale",
     "quarantine_rows", "read_table", "replace_table", "replace_table_with", "split_rows", "utc_now",
     "load_pooled", "load_validated",

@@ -21,9 +21,10 @@ from lrl_core.features import FeatureTransform
 from lrl_pipeline.storage.database import Connection, transaction
 from lrl_pipeline.storage.features import prepared_matrix, prepared_relation
 from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
+from lrl_pipeline.storage.registry import changed_arms, record_validated_arms
 from lrl_pipeline.storage.tables import quarantine_rows, utc_now
 
-__all__ = ["not_yet_validated", "write_experiment_validation", "read_valid_experiment_rows", "ExperimentTables"]
+__all__ = ["needs_validation", "write_experiment_validation", "read_valid_experiment_rows", "ExperimentTables"]
 
 _IN_KEYS = "CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 _PARTS = ("experiments", "exposures", "outcomes")
@@ -39,13 +40,15 @@ _QUARANTINE_OF = ('SELECT table_name AS "table", unit_id, experiment_id, metric,
 _UNITS_OF = "SELECT DISTINCT unit_id FROM pipeline.valid_exposures WHERE " + _IN_KEYS
 
 
-def not_yet_validated(con: Connection, keys: list[str]) -> list[str]:
-    """Experiments of ``keys`` with no rows in ``pipeline.valid_experiments`` (launched since the last
-    full validation, or quarantined by it), in ``keys`` order."""
+def needs_validation(con: Connection, keys: list[str]) -> list[str]:
+    """Experiments of ``keys`` to validate now, in ``keys`` order: those with no rows in
+    ``pipeline.valid_experiments`` (launched since the last full validation, or quarantined by
+    it) and those whose raw rows have grown an arm since they were validated."""
     if not table_exists(con, "pipeline", "valid_experiments"):
         raise LookupError("no validated tables yet: run `lrl retrain` first")
     done = {row[0] for row in con.execute(_VALIDATED, [keys]).fetchall()}
-    return [k for k in keys if k not in done]
+    changed = changed_arms(con, keys)
+    return [k for k in keys if k not in done or k in changed]
 
 
 def _insert(con: Connection, name: str, rows: pd.DataFrame) -> None:
@@ -78,6 +81,7 @@ def write_experiment_validation(con: Connection, keys: list[str], valid: Validat
         fresh = units[~units["unit_id"].isin(known)]
         if len(fresh):
             _insert(con, "unit_features", fresh)
+        record_validated_arms(con, keys)
         con.execute(_DELETE_QUARANTINE, [keys])
         mine = valid.quarantine[valid.quarantine["experiment_id"].isin(keys)]
         if len(mine):

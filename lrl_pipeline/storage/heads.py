@@ -12,7 +12,7 @@ from lrl_pipeline.storage.database import Connection, transaction
 from lrl_pipeline.storage.raw import table_exists
 from lrl_pipeline.storage.tables import ensure_schema, insert_rows, quarantine_rows, utc_now
 
-__all__ = ["exposure_counts", "read_heads", "write_head_run", "write_head_evaluation"]
+__all__ = ["exposure_counts", "read_heads", "write_head_run", "write_head_evaluation", "heads_fitted_since"]
 
 _IN_KEYS = "experiment_id IN (SELECT unnest(?::VARCHAR[]))"
 _DELETE = {table: f"DELETE FROM pipeline.{table} WHERE {_IN_KEYS}"
@@ -22,6 +22,8 @@ _DELETE["quarantine"] = f"DELETE FROM pipeline.quarantine WHERE {_IN_KEYS}"
 _EXPOSURE_COUNTS = ("SELECT CAST(experiment_id AS VARCHAR) AS e, count(*) FROM raw.exposures "
                     "WHERE CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) GROUP BY e")
 _HEADS = "SELECT * FROM pipeline.experiment_heads"
+_FITTED_SINCE = (f"SELECT experiment_id, updated_at FROM pipeline.head_status WHERE {_IN_KEYS} "
+                 "AND extractor_version = ? AND updated_at >= ?")
 _HEADS_OF = f"{_HEADS} WHERE {_IN_KEYS} AND extractor_version = ?"
 
 
@@ -30,6 +32,13 @@ def exposure_counts(con: Connection, keys: list[str]) -> dict[str, int]:
     if not table_exists(con, "raw", "exposures"):
         return {}
     return dict(con.execute(_EXPOSURE_COUNTS, [keys]).fetchall())
+
+
+def heads_fitted_since(con: Connection, keys: list[str], version: str, since) -> dict:
+    """Experiments of ``keys`` whose head run on ``version`` ended at or after ``since`` (naive UTC) -> when."""
+    if not table_exists(con, "pipeline", "head_status"):
+        return {}
+    return dict(con.execute(_FITTED_SINCE, [keys, version, since]).fetchall())
 
 
 def read_heads(con: Connection, keys: list[str] | None = None, version: str | None = None) -> pd.DataFrame:

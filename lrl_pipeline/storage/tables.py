@@ -43,6 +43,7 @@ FIXED_TABLES = {
     "head_status": "experiment_id VARCHAR, extractor_version VARCHAR, status VARCHAR, detail VARCHAR, "
                    "n_heads BIGINT, updated_at TIMESTAMP",
     "feature_transform": "fitted_at TIMESTAMP, n_units BIGINT, transform_json VARCHAR",
+    "validated_arms": "experiment_id VARCHAR, arms BIGINT, validated_at TIMESTAMP",
     "served_models": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, gain DOUBLE, "
                      "gain_se DOUBLE, pooled_weight DOUBLE, n BIGINT, extractor_version VARCHAR, "
                      "baseline_version VARCHAR, chosen_at TIMESTAMP",

@@ -27,6 +27,7 @@ import pytest
 from lrl_core.artifacts import ArtifactStore
 from lrl_core.synthetic import nonlinear_synthetic
 from lrl_pipeline import cli, paths, runner
+from lrl_pipeline.cli.demo import _held_back
 from lrl_pipeline.storage import read_raw_table, write_raw_tables, LRLDatabase
 
 FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
@@ -54,7 +55,7 @@ def updated(cli_env):
     tables = data.raw_tables()
     newest = data.experiments[-1]
     db = cli_env / "store.duckdb"
-    write_raw_tables(db, cli._held_back(tables, newest))
+    write_raw_tables(db, _held_back(tables, newest))
     runner.run_retrain(db, cli_env / "artifacts", progress=lambda _: None, run_config=FAST)
     store = ArtifactStore(cli_env / "artifacts")
     version = store.current_version()

@@ -14,8 +14,8 @@ from lrl_pipeline.runner import (
 )
 
 PIPELINE_ASSETS = {"valid_unit_features", "valid_experiments", "valid_exposures", "valid_outcomes", "quarantine",
-                   "unit_features", "training_examples", "lr_learner", "t_learners", "experiment_heads",
-                   "head_evaluation", "evaluation"}
+                   "unit_features", "training_examples", "lr_learner", "t_learners", "experiment_rows",
+                   "experiment_heads", "head_evaluation", "evaluation"}
 
 
 def query(db, sql, params=None):
@@ -115,6 +115,31 @@ def test_each_raw_row_is_validated_once_a_new_experiment_by_its_own_partition(pi
     run_retrain(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance,
                 run_config=fast_run_config)
     assert validated_here() == 0
+
+
+def test_an_arm_launched_in_a_trained_experiment_gets_heads_at_the_next_update(pipeline):
+    experiment = pipeline.experiments[0]
+    with duckdb.connect(str(pipeline.db), read_only=True) as con:
+        exposures = read_raw_table(con, "exposures")
+        outcomes = read_raw_table(con, "outcomes")
+    mine = set(exposures.loc[exposures["experiment_id"] == experiment, "unit_id"])
+    others = exposures.loc[~exposures["unit_id"].isin(mine), "unit_id"].drop_duplicates().head(40)
+    rng = np.random.default_rng(0)
+    metrics = sorted(outcomes["metric"].unique())
+    new_exposures = pd.DataFrame({"unit_id": others.to_numpy(), "experiment_id": experiment, "arm": "treatment_b"})
+    new_outcomes = pd.DataFrame({
+        "unit_id": np.repeat(others.to_numpy(), len(metrics)), "experiment_id": experiment,
+        "metric": np.tile(metrics, len(others)), "value": rng.normal(size=len(others) * len(metrics))})
+    write_raw_tables(pipeline.db, {"exposures": new_exposures.astype(exposures.dtypes.to_dict()),
+                                   "outcomes": new_outcomes.astype(outcomes.dtypes.to_dict())}, replace=False)
+
+    fitted = run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance)
+
+    assert fitted == [experiment]  # the grown experiment, and only it
+    scores = score_units(pipeline.db, pipeline.artifacts, units_of(pipeline.db).head(10))
+    assert "treatment_b" in set(scores.loc[scores["experiment_id"] == experiment, "arm"])
+    assert np.isfinite(scores["cate"]).all()
+    assert run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance) == []
 
 
 def test_update_without_an_extractor_says_retrain_first(pipeline, tmp_path):

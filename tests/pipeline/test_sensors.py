@@ -100,6 +100,26 @@ def test_a_new_experiment_gets_its_head_at_the_first_tick_after_a_command_line_r
         ("head_job", pipeline.new_experiment, f"{pipeline.new_experiment}:{version}")]
 
 
+def test_an_arm_launched_in_a_trained_experiment_is_requested_at_the_next_tick(pipeline):
+    import pandas as pd
+
+    from lrl_pipeline.storage import read_raw_table
+
+    version = ArtifactStore(pipeline.artifacts).current_version()
+    cursor = tick(pipeline).cursor  # nothing to do
+    experiment = pipeline.experiments[1]
+    with LRLDatabase(database=str(pipeline.db)).connect(read_only=True) as con:
+        exposures = read_raw_table(con, "exposures")
+    unit = exposures.loc[exposures["experiment_id"] != experiment, "unit_id"].iloc[:1]
+    grown = pd.DataFrame({"unit_id": unit.to_numpy(), "experiment_id": experiment, "arm": "treatment_b"})
+    write_raw_tables(pipeline.db, {"exposures": grown.astype(exposures.dtypes.to_dict())}, replace=False)
+
+    first = tick(pipeline, cursor)
+    assert [(r.partition_key, r.run_key) for r in first.run_requests] == [
+        (experiment, f"{experiment}:{version}:{experiment}@arms=3")]
+    assert not tick(pipeline, first.cursor).run_requests  # asked for once
+
+
 def test_experiments_a_live_run_is_fitting_are_not_requested_again(pipeline):
     from dagster._core.test_utils import create_run_for_test
 

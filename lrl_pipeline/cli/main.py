@@ -1,0 +1,66 @@
+"""The ``lrl`` argument parser and ``main``, which runs a sub-command and turns expected failures into one line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from lrl_pipeline import paths
+from lrl_pipeline.cli.demo import cmd_demo
+from lrl_pipeline.cli.errors import CLIError, is_pipeline_error
+from lrl_pipeline.cli.pipeline import cmd_report, cmd_retrain, cmd_status, cmd_update
+from lrl_pipeline.cli.score import cmd_score
+from lrl_pipeline.cli.ui import UI_HOST, UI_PORT, cmd_ui
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lrl``: one sub-command per CONTRACT.md entry, ``--db`` on each."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="PATH",
+                        help="DuckDB database file (default: $LRL_DUCKDB_PATH, else ./data/lrl.duckdb)")
+    parser = argparse.ArgumentParser(
+        prog="lrl", description="Pooled CATE estimation across many experiments and metrics (the LR-learner).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
+        "demo": (cmd_demo, "write a synthetic data set, retrain, launch one more experiment and update"),
+        "retrain": (cmd_retrain, "full retrain: validation, features, pooled model, heads, evaluation"),
+        "update": (cmd_update, "fit heads for experiments that have none yet, without retraining"),
+        "score": (cmd_score, "CATE of given units for every experiment, treated arm and metric"),
+        "report": (cmd_report, "print the path of the latest retrain report (HTML)"),
+        "status": (cmd_status, "the current extractor, experiments with and without heads, why the sensor "
+                               "waits, recent runs, the next scheduled retrain"),
+        "ui": (cmd_ui, f"the Dagster UI over this project (http://{UI_HOST}:{UI_PORT})"),
+    }
+    for name, (func, text) in commands.items():
+        command = sub.add_parser(name, parents=[common], help=text, description=text)
+        command.set_defaults(func=func)
+    score = sub.choices["score"]
+    score.add_argument("--units", required=True, metavar="IN.parquet",
+                       help="unit_id plus the feature columns of raw.unit_features (a .csv file is read as CSV)")
+    score.add_argument("--out", required=True, metavar="OUT.parquet",
+                       help="long form: unit_id, experiment_id, arm, metric, cate, cate_se, model, in_range")
+    score.add_argument("--experiments", metavar="E1,E2", help="only these experiments (comma-separated ids)")
+    score.add_argument("--metrics", metavar="M1,M2", help="only these metrics (comma-separated names)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lrl`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    paths.ensure_dagster_home()
+    try:
+        args.func(args)
+    except CLIError as exc:
+        print(f"lrl {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # Pipeline failures carry a message that says what to do; anything
+        # else is a bug and keeps its traceback.
+        if not is_pipeline_error(exc):
+            raise
+        print(f"lrl {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
