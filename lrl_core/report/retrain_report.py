@@ -145,7 +145,7 @@ def _low_rank_section(page: _Page, data: RetrainReportData) -> list[str]:
         "factors, which is what lets the pooled model borrow strength.",
         body,
     )
-    return [f"Effective rank (BCV) of the T-learner ITE matrix: "
+    return ["Effective rank (BCV) of the T-learner ITE matrix: "
             + ", ".join(f"{_esc(m)} {r if r is not None else '–'} of {k} arms"
                         for m, _, k, r, _ in rows) + "."]
 
@@ -218,7 +218,6 @@ def _model_choice_section(page: _Page, data: RetrainReportData) -> list[str]:
         body += _note("Nothing was searched: every searchable setting was given.")
     if data.served is not None and len(data.served):
         counts = data.served["model"].value_counts().rename_axis("model").reset_index(name="cells")
-        blended = data.served[data.served["model"] != counts["model"].iloc[0]] if len(counts) > 1 else data.served[:0]
         pooled_alone = int((data.served["pooled_weight"] >= 1.0).sum())
         facts.append(f"The pooled model alone serves {pooled_alone} of {len(data.served)} (arm, metric) cells.")
         body += "<h3>What serves each experiment arm and metric</h3>" + _table(counts)
