@@ -1,7 +1,7 @@
 """Simulated inputs of the report builders and checks of the HTML they write; no tests of its own.
 
 Imported by the ``test_report_*.py`` files (one per module of ``lrl_core.report``), and loaded
-by path by ``tests/pipeline/test_reports_pipeline.py`` for ``check_report``: it keeps this name
+by path by ``tests/pipeline/test_reporting.py`` for ``check_report``: it keeps this name
 and imports nothing from ``tests/``.
 """
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""The command-line runner: a whole retrain, updates without retraining, scoring, the summary."""
+"""The command-line runner: a whole retrain, updates without retraining, the summary."""
 from __future__ import annotations
 
 import duckdb
 import numpy as np
-import dagster as dg
 import pandas as pd
 import pytest
 
@@ -13,19 +12,12 @@ from lrl_pipeline.runner import (
     PipelineError, latest_report_path, run_retrain, run_update, score_units, summary_table,
 )
 
+from tests.helpers import query, units_of
+
+
 PIPELINE_ASSETS = {"valid_unit_features", "valid_experiments", "valid_exposures", "valid_outcomes", "quarantine",
                    "unit_features", "training_examples", "lr_learner", "t_learners", "experiment_rows",
                    "experiment_heads", "head_evaluation", "evaluation"}
-
-
-def query(db, sql, params=None):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql, params or []).df()
-
-
-def units_of(db) -> pd.DataFrame:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return read_raw_table(con, "unit_features")
 
 
 def test_retrain_materializes_the_whole_graph(pipeline):
@@ -98,25 +90,6 @@ def test_update_fits_a_new_experiment_without_retraining(pipeline):
     assert run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance) == []
 
 
-def test_each_raw_row_is_validated_once_a_new_experiment_by_its_own_partition(pipeline, fast_run_config):
-    def validated_here() -> int:
-        event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("experiment_rows"))
-        return event.asset_materialization.metadata["validated_here"].value
-
-    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)
-    run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance)
-    assert validated_here() == 1  # the new experiment, validated by its partition run
-    valid = query(pipeline.db, "SELECT count(*) AS n FROM pipeline.valid_exposures WHERE experiment_id = ?",
-                  [pipeline.new_experiment])
-    raw = query(pipeline.db, "SELECT count(*) AS n FROM raw.exposures WHERE experiment_id = ?",
-                [pipeline.new_experiment])
-    assert int(valid["n"][0]) == int(raw["n"][0]) > 0
-    # A retrain validates everything once; its heads read those rows and validate none again.
-    run_retrain(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance,
-                run_config=fast_run_config)
-    assert validated_here() == 0
-
-
 def test_an_arm_launched_in_a_trained_experiment_gets_heads_at_the_next_update(pipeline):
     experiment = pipeline.experiments[0]
     with duckdb.connect(str(pipeline.db), read_only=True) as con:
@@ -145,27 +118,6 @@ def test_an_arm_launched_in_a_trained_experiment_gets_heads_at_the_next_update(p
 def test_update_without_an_extractor_says_retrain_first(pipeline, tmp_path):
     with pytest.raises(PipelineError, match="lrl retrain"):
         run_update(pipeline.db, tmp_path / "no-artifacts", progress=lambda _: None, instance=pipeline.instance)
-
-
-def test_score_units_matches_the_contract(pipeline):
-    units = units_of(pipeline.db).head(25)
-    scores = score_units(pipeline.db, pipeline.artifacts, units)
-
-    assert list(scores.columns) == ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model", "in_range"]
-    assert scores["cate"].dtype == np.float64 and pd.api.types.is_float_dtype(scores["cate_se"].dtype)
-    # One row per unit x experiment x treated arm x metric: 25 x 4 x 1 x 2.
-    assert len(scores) == 25 * 4 * 1 * 2
-    assert not scores.duplicated(["unit_id", "experiment_id", "arm", "metric"]).any()
-    assert set(scores["arm"]) == {"treatment"}
-    assert np.isfinite(scores["cate"]).all()
-    pooled = scores["model"] == "lr_learner"
-    assert scores.loc[pooled, "cate_se"].notna().all() and (scores.loc[pooled, "cate_se"] > 0).all()
-
-
-def test_score_units_names_missing_and_extra_columns(pipeline):
-    units = units_of(pipeline.db).head(5).rename(columns={"x2": "x2_renamed"})
-    with pytest.raises(PipelineError, match="x2"):
-        score_units(pipeline.db, pipeline.artifacts, units)
 
 
 def test_summary_table_compares_models_per_metric(pipeline):

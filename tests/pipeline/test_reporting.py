@@ -1,6 +1,6 @@
 """The HTML reports the pipeline itself writes: a retrain report and a new experiment's report.
 
-The report builders are tested on simulated inputs in tests/core/test_report.py;
+The report builders are tested on simulated inputs in tests/core/test_report_*.py;
 here the files come from real Dagster runs over the tiny data set, found
 through the assets' metadata, and are opened the same way.
 """
@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 
 from lrl_core.artifacts import ArtifactStore
@@ -19,9 +18,11 @@ from lrl_core.report import EXPERIMENT_SECTIONS, RETRAIN_SECTIONS
 from lrl_pipeline.storage import write_raw_tables
 from lrl_pipeline.runner import latest_report_path, run_retrain, run_update
 
+from tests.helpers import query
+
 
 def _report_checks():
-    """tests/core/test_report.py as a module: its HTML helpers (tests are no package, so load it by path)."""
+    """tests/core/test_report.py as a module: its HTML helpers (tests/core is no package, so load it by path)."""
     spec = importlib.util.spec_from_file_location(
         "_core_report_checks", Path(__file__).resolve().parents[1] / "core" / "test_report.py")
     module = importlib.util.module_from_spec(spec)
@@ -30,11 +31,6 @@ def _report_checks():
 
 
 checks = _report_checks()
-
-
-def query(db, sql, params=None):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql, params or []).df()
 
 
 def report_from_metadata(instance: dg.DagsterInstance, asset: str) -> Path:

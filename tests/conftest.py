@@ -3,7 +3,8 @@
 Four experiments (two arms, 60 units each), six features, two metrics; a
 fifth experiment is held back as the "newly launched" one. The retrained
 database and artifacts are copied per test, with a fresh Dagster instance
-that knows the four partitions, so tests can change them freely.
+that knows the four partitions, so tests can change them freely. Used by
+tests/pipeline and tests/guarantees.
 """
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
 from lrl_pipeline.storage import write_raw_tables
 from lrl_pipeline.runner import run_retrain
 
-FAST = {"ops": {
-    "lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
-    "t_learners": {"config": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}},
-}}
-"""Run config of the retrain job that keeps a retrain of the tiny data set to seconds."""
+from tests.helpers import FAST
 
 
 def tiny_tables() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], str]:

@@ -1,4 +1,4 @@
-"""CONTRACT.md's guarantees: bad input, hostile ids, killed retrains, overlapping commands, idempotence.
+"""CONTRACT.md: bad input never stops good input, and ``raw.*`` is never changed; no id reaches SQL or a path.
 
 Each test plants the fault against a real DuckDB file and checks that the
 valid rest flows, the raw tables are untouched and nothing outside the
@@ -6,12 +6,6 @@ database and the artifact store is written.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -21,39 +15,36 @@ import pandas as pd
 import pytest
 
 from lrl_core.artifacts import ArtifactStore
-from lrl_pipeline.assets import features, ingest, training
+from lrl_core.data import SPLIT_NAMES, split_by_unit
 from lrl_pipeline.definitions import build_definitions
-from lrl_pipeline.storage import RAW_TABLES, write_raw_tables, LRLDatabase
-from lrl_pipeline.resources import ArtifactStoreResource
-from lrl_pipeline.runs import IN_FLIGHT, reap_dead_cli_runs
+from lrl_pipeline.storage import RAW_TABLES, write_raw_tables
 from lrl_pipeline.runner import PipelineError, run_retrain, run_update, score_units
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import raw_checksums
+
+
 INJECT_EXP = "x'); DROP TABLE raw.outcomes; --"
+
+
 TRAVERSAL_EXP = "../../etc/passwd"
+
+
 LONG_EXP = "a" * 500
+
+
 UNICODE_EXP = "名前"
+
+
 HOSTILE_UNIT = "u'); DROP TABLE raw.unit_features; --"
+
+
 HOSTILE_METRIC = "m'; DROP TABLE raw.experiments; --"
+
+
 HOSTILE_ARM = "../evil"
+
+
 HOSTILE_COLUMN = 'x"; DROP TABLE raw.exposures; --'
-
-
-def raw_checksums(db: Path) -> dict[str, str]:
-    """md5 of every raw table's rows (ordered) and of its columns and types, by table."""
-    with duckdb.connect(str(db), read_only=True) as con:
-        present = [row[0] for row in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'").fetchall()]
-        sums = {}
-        for name in sorted(set(present) & set(RAW_TABLES)):
-            # Names from RAW_TABLES only.
-            rows = con.execute(f"SELECT md5(coalesce(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR), '')) "
-                               f"FROM raw.{name} t").fetchall()[0][0]
-            columns = con.execute("SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordinal_position) "
-                                  "FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ?",
-                                  [name]).fetchall()[0][0]
-            sums[name] = f"{rows}/{columns}"
-        return sums
 
 
 def files_under(root: Path) -> set[str]:
@@ -236,184 +227,49 @@ def test_score_rejects_missing_feature_columns_by_name_and_ignores_extra_ones(pi
     assert extra.attrs["ignored_columns"] == ["surprise", "plan_tier"]
 
 
-# ---------------------------------------------------------------------------------- crashes
-
-_CHILD_RETRAIN = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    import lrl_core.training as training
-    marker = Path(sys.argv[3])
-    original = training.LRLearner.fit
-    def slow_fit(self, *args, **kwargs):
-        marker.write_text("training")
-        time.sleep(120)  # the parent kills us here
-        return original(self, *args, **kwargs)
-    training.LRLearner.fit = slow_fit
-    from lrl_pipeline.runner import run_retrain
-    run_retrain(Path(sys.argv[1]), Path(sys.argv[2]), progress=lambda _: None,
-                run_config={"ops": {"lr_learner": {"config": {"max_epochs": 2}}}})
-""")
-
-
-def _wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the child never reached the point to kill"
-        time.sleep(0.1)
-
-
-def test_a_retrain_killed_during_training_keeps_the_model_and_frees_the_pipeline(pipeline, tmp_path, monkeypatch,
-                                                                                 tiny_raw):
-    store = ArtifactStore(pipeline.artifacts)
-    version, versions = store.current_version(), store.versions()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    marker = tmp_path / "marker"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD_RETRAIN, str(pipeline.db), str(pipeline.artifacts),
-                              str(marker)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(marker, child)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(30)
-
-    assert store.current_version() == version and store.versions() == versions
-    assert not any(p.name.startswith(".tmp-") for p in (pipeline.artifacts / "versions").iterdir())
-    scores = score_units(pipeline.db, pipeline.artifacts, tiny_raw["unit_features"].head(3))
-    assert set(scores["experiment_id"]) == set(pipeline.experiments) and np.isfinite(scores["cate"]).all()
-    # The dead run is marked failed and its duckdb pool slot freed, so later runs are not blocked.
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.get() as instance:
-        dead = instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT))
-        assert [r.dagster_run.run_id for r in dead] == reap_dead_cli_runs(instance) and len(dead) == 1
-        assert not instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT))
-
-
-def test_materializing_twice_gives_the_same_tables_and_the_same_head(pipeline):
-    """Ingest and features rebuilt give identical tables; a head refitted on the same extractor is identical."""
-    names = ["valid_unit_features", "valid_experiments", "valid_exposures", "valid_outcomes", "quarantine",
-             "unit_features", "training_examples"]
-
-    def snapshot() -> dict[str, pd.DataFrame]:
-        with duckdb.connect(str(pipeline.db), read_only=True) as con:
-            out = {}
-            for name in names:
-                frame = con.execute(f"SELECT * FROM pipeline.{name}").df()  # fixed names above
-                frame = frame.drop(columns=[c for c in frame.columns if c.endswith("_at")])
-                out[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
-            return out
-
-    first = snapshot()  # the fixture's retrain materialized them once
-    assets = [ingest.validated_tables, features.unit_features, features.training_examples]
-    resources = {"database": LRLDatabase(database=str(pipeline.db)),
-                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
-    assert dg.materialize(assets, resources=resources, instance=pipeline.instance).success
-    for name, frame in snapshot().items():
-        pd.testing.assert_frame_equal(first[name], frame, obj=name)
-
-    defs = build_definitions(pipeline.db, pipeline.artifacts)
-    experiment = pipeline.experiments[0]
-    query = ("SELECT * EXCLUDE (fitted_at) FROM pipeline.experiment_heads WHERE experiment_id = ? "
-             "ORDER BY arm_index, metric")
-
-    def heads() -> pd.DataFrame:
-        with duckdb.connect(str(pipeline.db), read_only=True) as con:
-            return con.execute(query, [experiment]).df()
-
-    first = heads()
-    result = defs.resolve_job_def("head_job").execute_in_process(instance=pipeline.instance, partition_key=experiment)
-    assert result.success
-    second = heads()
-    assert len(first) > 0
-    pd.testing.assert_frame_equal(first, second)
-
-
-def test_a_retrain_never_prunes_an_extractor_that_heads_are_fitted_on(pipeline, fast_run_config):
-    store = ArtifactStore(pipeline.artifacts)
-    in_use = store.current_version()  # every head of the fixture is on it
-    loaded = store.load()
-    for _ in range(training.KEEP_VERSIONS):  # enough newer versions to push it out of the kept window
-        store.save(loaded.learner, loaded.transform, loaded.metadata)
-    newer = store.versions()[1:]
-    resources = {"database": LRLDatabase(database=str(pipeline.db)),
-                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
-    config = {"ops": {"lr_learner": fast_run_config["ops"]["lr_learner"]}}
-    assert dg.materialize([training.lr_learner], resources=resources, instance=pipeline.instance,
-                          run_config=config).success
-    versions = store.versions()
-    assert in_use in versions and store.load(in_use).version == in_use
-    assert newer[0] not in versions  # pruning still works on unused versions
-    assert len(versions) == training.KEEP_VERSIONS + 1
-
-
-# ---------------------------------------------------------------------------------- overlap
-
-# What the schedule runs: retrain_job (validation, features, a new extractor), heads left to the sensor.
-_CHILD_SCHEDULED_RETRAIN = textwrap.dedent("""
-    import sys
+def test_bad_rows_and_experiments_are_named_and_good_data_flows(tmp_path, fast_run_config, tiny_raw):
     import dagster as dg
-    from lrl_pipeline.definitions import build_definitions
-    from lrl_pipeline.runs import PIPELINE_TAG
-    job = build_definitions(sys.argv[1], sys.argv[2]).resolve_job_def("retrain_job")
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), tags={PIPELINE_TAG: "retrain"},
-        run_config={"ops": {"lr_learner": {"config": {"max_epochs": 3, "d": 4, "hidden": 16}},
-                            "t_learners": {"config": {"n_estimators": 5, "max_depth": 2}}}})
-    sys.exit(0 if result.success else 1)
-""")
 
+    tables = {name: frame.copy() for name, frame in tiny_raw.items()}
+    features = tables["unit_features"]
+    features["x0"] = features["x0"].astype("float64")
+    features.loc[features.index[0], "x0"] = np.inf  # a non-finite feature: its unit goes
+    bad_unit = int(features["unit_id"].iloc[0])
+    outcomes = tables["outcomes"]
+    outcomes.loc[outcomes.index[5], "value"] = np.nan  # NaN here reads back as NULL: a bad outcome
+    nan_unit = int(outcomes["unit_id"].iloc[5])
+    # An experiment with treated units and no control.
+    unit_ids = features["unit_id"].iloc[10:14].to_numpy()
+    tables["experiments"] = pd.concat([tables["experiments"], pd.DataFrame({
+        "experiment_id": ["no_control"], "launched_at": [pd.Timestamp("2025-01-01")]})], ignore_index=True)
+    tables["exposures"] = pd.concat([tables["exposures"], pd.DataFrame({
+        "unit_id": unit_ids, "experiment_id": "no_control", "arm": "treatment"})], ignore_index=True)
+    db = tmp_path / "lrl.duckdb"
+    write_raw_tables(db, tables)
 
-def test_scheduled_retrain_update_score_and_sensor_at_once_all_succeed(pipeline, tiny_raw, tmp_path):
-    from lrl_pipeline.sensors import experiment_sensor
+    with dg.instance_for_test() as instance:
+        result = run_retrain(db, tmp_path / "artifacts", progress=lambda _: None, instance=instance,
+                             run_config=fast_run_config)
+        event = instance.get_latest_materialization_event(dg.AssetKey("quarantine"))
+        reasons_md = event.asset_materialization.metadata["by_reason"].value
 
-    write_raw_tables(pipeline.db, pipeline.new_rows, replace=False)  # update has an experiment to fit
-    before = raw_checksums(pipeline.db)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {key: value for key, value in os.environ.items() if key not in ("LRL_ARTIFACTS_DIR", "LRL_DUCKDB_PATH")}
-    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO))
-    # The instance's storage exists before anything runs at once, as it does wherever the daemon has
-    # ever run: two processes creating the SQLite storage of a brand-new home race in Dagster itself.
-    subprocess.run([sys.executable, "-c", "import dagster; i = dagster.DagsterInstance.get(); "
-                    "i.get_runs(limit=1); i.get_asset_keys(); i.all_instigator_state()"],
-                   env=env, check=True, capture_output=True)
-    commands = {
-        "retrain": [sys.executable, "-c", _CHILD_SCHEDULED_RETRAIN, str(pipeline.db), str(pipeline.artifacts)],
-        "update": [sys.executable, "-m", "lrl_pipeline.cli", "update", "--db", str(pipeline.db)],
-    }
-    children = {name: subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
-                for name, command in commands.items()}
-    resources = {"database": LRLDatabase(database=str(pipeline.db)),
-                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
-    units = tiny_raw["unit_features"].head(20)
-    ticks, scored = [], []
-    try:
-        # Meanwhile this process plays the daemon's sensor and `lrl score` (both read-only), in turn.
-        while any(child.poll() is None for child in children.values()):
-            context = dg.build_sensor_context(instance=pipeline.instance, resources=resources)
-            ticks.append(experiment_sensor(context))  # must not raise: it runs or skips
-            scored.append(score_units(pipeline.db, pipeline.artifacts, units))  # must not raise: it waits
-            time.sleep(2.0)
-        outputs = {name: child.communicate(timeout=5)[0] for name, child in children.items()}
-    finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.kill()
-    for name, child in children.items():
-        assert child.returncode == 0, (name, outputs[name])
-    assert ticks and all(isinstance(t, (dg.SensorResult, dg.SkipReason)) for t in ticks)
-    for scores in scored:
-        assert set(pipeline.experiments) <= set(scores["experiment_id"]) and np.isfinite(scores["cate"]).all()
+    with duckdb.connect(str(db), read_only=True) as con:
+        quarantine = con.execute("SELECT * FROM pipeline.quarantine").df()
+        heads = con.execute("SELECT DISTINCT experiment_id FROM pipeline.experiment_heads").df()
+        status = con.execute("SELECT * FROM pipeline.head_status").df().set_index("experiment_id")
+        examples = con.execute("SELECT unit_id, split FROM pipeline.training_examples").df()
 
-    assert raw_checksums(pipeline.db) == before
-    store = ArtifactStore(pipeline.artifacts)
-    assert store.current_version() != store.versions()[0]  # the retrain landed
-    with duckdb.connect(str(pipeline.db), read_only=True) as con:
-        heads = con.execute("SELECT experiment_id, extractor_version FROM pipeline.experiment_heads").df()
-        registry = set(con.execute("SELECT experiment_id FROM raw.experiments").df()["experiment_id"])
-    assert set(heads["experiment_id"]) == registry and set(heads["extractor_version"]) <= set(store.versions())
-    # After the dust settles, scoring the same units sees every experiment, the new one included.
-    assert set(score_units(pipeline.db, pipeline.artifacts, tiny_raw["unit_features"].head(5))["experiment_id"]) \
-        == registry
+    by_table = quarantine.groupby("table_name")["reason"].apply(set)
+    assert any("non-finite value in feature 'x0'" in r for r in by_table["unit_features"])
+    assert str(bad_unit) in set(quarantine.loc[quarantine["table_name"] == "unit_features", "unit_id"])
+    assert str(nan_unit) in set(quarantine.loc[quarantine["table_name"] == "outcomes", "unit_id"])
+    assert "no control arm" in by_table["experiments"]
+    assert "no control arm" in reasons_md and result.n_quarantined == len(quarantine)
+
+    # The four good experiments still get heads; the bad one is recorded as quarantined.
+    assert sorted(heads["experiment_id"]) == sorted(tiny_raw["experiments"]["experiment_id"])
+    assert status.loc["no_control", "status"] == "quarantined"
+    assert "no control arm" in status.loc["no_control", "detail"]
+    # The split is the stable hash of unit_id.
+    expected = np.asarray(SPLIT_NAMES, dtype=object)[split_by_unit(examples["unit_id"].to_numpy())]
+    assert (examples["split"].to_numpy() == expected).all()

@@ -1,20 +1,8 @@
-"""The ``lrl`` command against a small database in a temporary directory.
-
-One module fixture trains on tiny synthetic data with its last experiment
-held back (through the runner, to pass a short epoch budget), then launches
-that experiment and runs ``lrl update``; the tests read what it left behind.
-"""
+"""``lrl score`` (lrl_pipeline/cli/score.py): the contract's long form, bad units and files, what it serves."""
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
-import os
-import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -22,77 +10,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from lrl_core.artifacts import ArtifactStore
-from lrl_core.synthetic import nonlinear_synthetic
 from lrl_pipeline import cli, paths, runner
-from lrl_pipeline.cli.demo import _held_back
 from lrl_pipeline.storage import read_raw_table, write_raw_tables, LRLDatabase
 
-FAST = {"ops": {"lr_learner": {"config": {"max_epochs": 15, "patience": 5, "d": 4, "hidden": 16}},
-                "t_learners": {"config": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}}}}
+
 SCORE_COLUMNS = ["unit_id", "experiment_id", "arm", "metric", "cate", "cate_se", "model", "in_range"]
-
-
-@pytest.fixture(scope="module")
-def cli_env(tmp_path_factory):
-    """A database path and Dagster home in a temp dir, exported as the CLI reads them."""
-    root = tmp_path_factory.mktemp("lrl_cli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LRL_DUCKDB_PATH", str(root / "store.duckdb"))
-        mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
-        mp.delenv("LRL_ARTIFACTS_DIR", raising=False)
-        yield root
-
-
-@pytest.fixture(scope="module")
-def updated(cli_env):
-    """Retrain without the newest experiment, launch it, run ``lrl update``; record what happened."""
-    data = nonlinear_synthetic(n_experiments=4, n_per_arm=60, n_features=5, n_metrics=2,
-                               n_arms_per_experiment=[2, 3, 2, 2], overlap=0.2, feature_missing_rate=0.05,
-                               seed=3)
-    tables = data.raw_tables()
-    newest = data.experiments[-1]
-    db = cli_env / "store.duckdb"
-    write_raw_tables(db, _held_back(tables, newest))
-    runner.run_retrain(db, cli_env / "artifacts", progress=lambda _: None, run_config=FAST)
-    store = ArtifactStore(cli_env / "artifacts")
-    version = store.current_version()
-
-    write_raw_tables(db, tables)
-    with contextlib.redirect_stdout(io.StringIO()) as printed:
-        code = cli.main(["update"])
-    first_versions = store.versions()
-    with LRLDatabase(database=str(db)).connect(read_only=True) as con:
-        heads = con.sql("SELECT experiment_id, arm, metric, extractor_version FROM pipeline.experiment_heads").df()
-    return dict(data=data, tables=tables, newest=newest, db=db, version_before=version, update_code=code,
-                update_output=printed.getvalue(), version_after=store.current_version(), versions=first_versions,
-                heads=heads)
-
-
-def test_update_fits_the_new_experiment_on_the_saved_extractor(updated):
-    assert updated["update_code"] == 0
-    assert f"Fitted heads for 1 experiment(s): {updated['newest']}" in updated["update_output"]
-    assert updated["version_after"] == updated["version_before"]
-    assert updated["versions"] == [updated["version_before"]]  # no retrain wrote a new version
-    heads = updated["heads"]
-    new = heads[heads["experiment_id"] == updated["newest"]]
-    assert len(new) > 0
-    assert set(new["extractor_version"]) == {updated["version_before"]}
-    assert set(new["metric"]) == set(updated["data"].metrics)
-
-
-def test_a_second_update_has_nothing_to_do(cli_env, updated, capsys):
-    assert cli.main(["update"]) == 0
-    assert "nothing to do" in capsys.readouterr().out
-
-
-def test_report_prints_the_retrain_report_path(cli_env, updated, capsys):
-    assert cli.main(["report"]) == 0
-    report = Path(capsys.readouterr().out.strip())
-    assert report.is_file() and report.suffix == ".html"
-    assert report.is_relative_to(cli_env / "artifacts")
 
 
 def test_score_writes_the_contract_long_form(cli_env, updated, tmp_path):
@@ -176,62 +100,6 @@ def test_score_takes_the_columns_of_raw_unit_features_when_training_left_one_out
     assert np.isfinite(scores["cate"].to_numpy(dtype=float)).all()
 
 
-@pytest.mark.parametrize("command", [["retrain"], ["update"], ["report"],
-                                     ["score", "--units", "u.parquet", "--out", "o.parquet"]])
-def test_missing_database_is_one_line_that_says_what_to_do(cli_env, tmp_path, capsys, command):
-    missing = tmp_path / "nowhere" / "x.duckdb"
-    assert cli.main([*command, "--db", str(missing)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.splitlines() == [err]
-    assert f"no database at {missing}" in err and "lrl demo" in err
-    assert not missing.exists()
-
-
-def test_installed_command_fails_cleanly_from_another_directory(cli_env, tmp_path):
-    lrl = Path(sys.executable).parent / "lrl"
-    environ = dict(os.environ, LRL_DUCKDB_PATH=str(tmp_path / "absent.duckdb"))
-    done = subprocess.run([str(lrl), "update"], cwd=tmp_path, env=environ, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    assert done.stderr.strip() == (f"lrl update: no database at {tmp_path / 'absent.duckdb'}: run `lrl demo` "
-                                   "or point --db / LRL_DUCKDB_PATH at your data")
-
-
-def test_demo_refuses_to_replace_someone_elses_experiments(cli_env, tmp_path, capsys):
-    db = tmp_path / "theirs.duckdb"
-    registry = pd.DataFrame({"experiment_id": ["checkout_v2"], "launched_at": [pd.Timestamp("2026-01-01")]})
-    write_raw_tables(db, {"experiments": registry})
-    assert cli.main(["demo", "--db", str(db)]) == 1
-    assert "checkout_v2" in capsys.readouterr().err
-    with LRLDatabase(database=str(db)).connect(read_only=True) as con:
-        assert con.execute("SELECT experiment_id FROM raw.experiments").fetchall() == [("checkout_v2",)]
-
-
-def test_every_command_takes_db():
-    parser = cli.build_parser()
-    for command in ["demo", "retrain", "update", "report", "ui"]:
-        assert parser.parse_args([command, "--db", "a.duckdb"]).db == "a.duckdb"
-    args = parser.parse_args(["score", "--db", "a.duckdb", "--units", "u.parquet", "--out", "o.parquet"])
-    assert (args.db, args.units, args.out) == ("a.duckdb", "u.parquet", "o.parquet")
-
-
-def test_demo_pehe_is_zero_for_true_effects_and_grows_with_error():
-    data = nonlinear_synthetic(n_experiments=3, n_per_arm=20, n_features=4, n_metrics=2, seed=5)
-    rows = [(u, data.experiments[data.arm_experiment[g]], data.arm_names[g], m, g, j)
-            for u in range(0, 60, 7) for g in data.treatment_arms for j, m in enumerate(data.metrics)]
-    frame = pd.DataFrame(rows, columns=["unit_id", "experiment_id", "arm", "metric", "g", "j"])
-    truth = data.true_cate(frame["unit_id"], frame["g"], data.arm_controls[frame["g"]])
-    frame["cate"] = truth[np.arange(len(frame)), frame["j"]]
-
-    exact = cli.demo_pehe(data, frame)
-    shifted = cli.demo_pehe(data, frame.assign(cate=frame["cate"] + 0.5))
-    assert list(exact["metric"]) == data.metrics
-    np.testing.assert_allclose(exact["pehe lr_heads"], 0.0, atol=1e-12)
-    np.testing.assert_allclose(shifted["pehe lr_heads"], 0.25, rtol=1e-9)
-    assert (exact["pehe true_cate_variance"] > 0).all()
-
-
 def test_score_with_a_truncated_model_file_fails_in_one_line_naming_it(cli_env, updated, tmp_path, capsys):
     """Issue 18: a truncated weights file is named, with what to do, in one line and no traceback."""
     copy = tmp_path / "copy"
@@ -292,17 +160,6 @@ def test_score_reads_csv_and_restricts_experiments_and_metrics(cli_env, updated,
     assert set(some["experiment_id"]) == {experiment} and set(some["metric"]) == {metric}
     expected = everything[(everything["experiment_id"] == experiment) & (everything["metric"] == metric)]
     np.testing.assert_allclose(some["cate"].to_numpy(), expected["cate"].to_numpy(), rtol=1e-6)
-
-
-def test_status_says_where_the_pipeline_stands(cli_env, updated, capsys):
-    """Issue 12: the extractor, heads on it, the sensor's view, recent runs and the next retrain."""
-    assert cli.main(["status"]) == 0
-    out = capsys.readouterr().out
-    assert re.search(rf"^extractor +{updated['version_after']}, trained", out, re.MULTILINE)
-    n = len(updated["data"].experiments)
-    assert f"{n} registered; {n} with heads on the current extractor" in out
-    assert "nothing to do: every experiment has heads" in out
-    assert "head_job" in out and "next retrain" in out and "UTC" in out
 
 
 def test_a_blended_cell_serves_its_weighted_mix_of_pooled_and_t_learner_cates(cli_env, updated):
