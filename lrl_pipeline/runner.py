@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import dagster as dg
 import pandas as pd
 
+from lrl_core.artifacts import CorruptArtifact
 from lrl_pipeline.assets.reports import summary_frame
 from lrl_pipeline.definitions import build_definitions
 from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
@@ -27,7 +28,7 @@ from lrl_pipeline.storage import (
 from lrl_pipeline.reporting import latest_retrain_report
 from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.planning import head_run_tags, plan_heads
-from lrl_pipeline.runs import cli_tags, reap_dead_cli_runs
+from lrl_pipeline.runs import cli_tags, failure_summary, reap_dead_cli_runs, write_run_log
 from lrl_pipeline.scoring import PipelineError, score_units
 
 __all__ = ["PipelineError", "RetrainSummary", "run_retrain", "run_update", "score_units", "summary_table",
@@ -55,18 +56,11 @@ class RetrainSummary:
     """(experiment, arm, metric) cells per serving model (pipeline.served_models)."""
 
 
-def _root_message(error) -> str:
-    """The message of the innermost cause: Dagster wraps a step's own error in one that only names the op."""
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
-
-
 class _Session:
     """One command's Dagster definitions, instance and run tags over one database."""
 
     def __init__(self, db: Path, artifacts: Path, instance: dg.DagsterInstance | None,
-                 run_config: dict | None):
+                 run_config: dict | None, progress: Callable[[str], None]):
         self.defs = build_definitions(db, artifacts)
         self.database = LRLDatabase(database=str(Path(db).resolve()))
         self.store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
@@ -76,6 +70,7 @@ class _Session:
         self.instance = instance
         self.retrain_config = {**_QUIET, **(run_config or {})}
         self.tags = cli_tags()
+        self.progress = progress
         reap_dead_cli_runs(instance)
 
     def run(self, job: str, tags: dict | None = None, run_config: dict | None = None) -> None:
@@ -84,10 +79,9 @@ class _Session:
             instance=self.instance, run_config=run_config or _QUIET,
             tags={**self.tags, **(tags or {})}, raise_on_error=False)
         if not result.success:
-            failures = [f"{e.step_key}: {_root_message(e.step_failure_data.error)}"
-                        for e in result.get_step_failure_events()]
-            detail = "; ".join(failures) or "see the run in the Dagster UI"
-            raise PipelineError(f"{job} failed (run {result.run_id}): {detail}")
+            detail = failure_summary(result.get_step_failure_events())
+            log = write_run_log(self.instance, result.run_id)
+            raise PipelineError(f"{job} failed (run {result.run_id}): {detail} (full log: {log})")
 
     def fit_stale_heads(self, progress: Callable[[str], None]) -> list[str]:
         """Add partitions for new experiments and fit every head not on the current extractor.
@@ -127,10 +121,21 @@ class _Session:
     def connect(self) -> Iterator[Connection]:
         """The database, waiting up to a minute for another process to let go of it."""
         try:
-            with self.database.connect(timeout_s=60.0) as con:
+            with self.database.connect(timeout_s=60.0, on_wait=self.progress) as con:
                 yield con
         except DatabaseBusy as error:
             raise PipelineError(f"{error}; close the program that holds it and try again") from error
+
+    def require_readable_model(self) -> None:
+        """:class:`PipelineError` when the current model's files cannot be read: an update would
+        fit nothing on it, and only a retrain writes a fresh one."""
+        if self.store.current_version() is None:
+            raise PipelineError("no saved extractor yet: run `lrl retrain` first")
+        try:
+            self.store.load()
+        except (CorruptArtifact, FileNotFoundError) as error:
+            raise PipelineError(f"the current model cannot be read ({error}): run `lrl retrain` to write a "
+                                "fresh one") from error
 
     def require_raw(self) -> None:
         """:class:`PipelineError` unless the database holds the four raw tables."""
@@ -151,7 +156,7 @@ def run_retrain(db: Path, artifacts: Path, *, progress: Callable[[str], None] = 
     {"max_epochs": 5}}}}``); ``instance`` defaults to the one at ``$DAGSTER_HOME``.
     """
     started = time.perf_counter()
-    session = _Session(db, artifacts, instance, run_config)
+    session = _Session(db, artifacts, instance, run_config, progress)
     session.require_raw()
     progress("Validating raw tables, preparing features, training the LR-learner and the T-learners")
     session.run("retrain_job", run_config=session.retrain_config)
@@ -182,8 +187,9 @@ def run_update(db: Path, artifacts: Path, *, progress: Callable[[str], None] = p
     Returns the ids of the experiments that got heads, in registry order;
     quarantined experiments are recorded in ``pipeline.head_status`` and left out.
     """
-    session = _Session(db, artifacts, instance, None)
+    session = _Session(db, artifacts, instance, None, progress)
     session.require_raw()
+    session.require_readable_model()
     return session.fit_stale_heads(progress)
 
 

@@ -6,6 +6,7 @@ experiments, arms and metrics.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ class PipelineError(Exception):
     """An expected failure; the message says what went wrong and what to do."""
 
 
-def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
+def score_units(db: Path, artifacts: Path, units: pd.DataFrame,
+                progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """CATE of every given unit for every stored experiment head, on the extractor it was fitted on.
 
     ``units``: ``unit_id`` plus the feature columns of ``raw.unit_features``
@@ -55,7 +57,8 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame) -> pd.DataFrame:
     if units["unit_id"].duplicated().any():
         raise PipelineError("units has duplicate unit_id values; give each unit once")
     try:
-        with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0) as con:
+        with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0,
+                                                                   on_wait=progress) as con:
             heads = read_heads(con)
             served = read_served_models(con, POOLED)
     except DatabaseBusy as error:

@@ -10,6 +10,7 @@ import pandas as pd
 from lrl_pipeline import paths
 from lrl_pipeline.cli.context import existing_db, load_runner
 from lrl_pipeline.cli.errors import CLIError
+from lrl_pipeline.cli.output import progress
 
 
 def _read_units(source: Path) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     db = existing_db(args.db)
     out = _writable_out(Path(args.out))
     units = _read_units(Path(args.units))
-    scores = load_runner().score_units(db, paths.artifacts_dir(db), units)
+    scores = load_runner().score_units(db, paths.artifacts_dir(db), units, progress=progress())
     # Not written into the file: pandas would store attrs in the parquet metadata.
     ignored = scores.attrs.pop("ignored_columns", [])
     left_out = scores.attrs.pop("left_out_units", [])

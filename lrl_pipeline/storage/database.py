@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 from dagster_duckdb import DuckDBResource
@@ -52,12 +52,15 @@ class LRLDatabase(DuckDBResource):
     )
 
     @contextlib.contextmanager
-    def connect(self, read_only: bool = False, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False, timeout_s: float | None = None,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file (retrying while another process holds its lock), yield, always close.
 
         Raises :class:`DatabaseBusy` when the lock is still held after
         ``timeout_s`` (default: ``read_timeout_s`` or ``write_timeout_s``), and
         ``FileNotFoundError`` for a read-only open of a file that does not exist.
+        ``on_wait`` gets one line when the first attempt finds the file held, so a
+        command says why it pauses instead of hanging silently.
         """
         path = Path(self.database)
         if read_only and not path.exists():
@@ -77,6 +80,9 @@ class LRLDatabase(DuckDBResource):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DatabaseBusy(f"{path} is held by another process: {error}") from error
+                if on_wait is not None and delay == 0.05:
+                    on_wait(f"{path} is held by another process (another lrl command, the UI's run or a "
+                            f"notebook); waiting up to {budget:.0f} s for it")
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, 5.0)
         try:

@@ -115,6 +115,14 @@ def test_an_arm_launched_in_a_trained_experiment_gets_heads_at_the_next_update(p
     assert run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance) == []
 
 
+def test_update_on_an_unreadable_model_says_retrain_instead_of_nothing_to_do(pipeline):
+    store = ArtifactStore(pipeline.artifacts)
+    weights = pipeline.artifacts / "versions" / store.current_version() / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.raises(PipelineError, match=r"cannot be read .*weights\.safetensors.*lrl retrain"):
+        run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance)
+
+
 def test_update_without_an_extractor_says_retrain_first(pipeline, tmp_path):
     with pytest.raises(PipelineError, match="lrl retrain"):
         run_update(pipeline.db, tmp_path / "no-artifacts", progress=lambda _: None, instance=pipeline.instance)

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
@@ -65,3 +67,20 @@ def test_the_sensor_waits_for_a_live_command_line_run_only(pipeline):
     cli_run(pipeline.instance, dead_pid(), head_run_tags([pipeline.new_experiment], version))
     assert [r.partition_key for r in tick().run_requests] == [pipeline.new_experiment]
     assert reap_dead_cli_runs(pipeline.instance)
+
+
+def test_a_failed_run_says_one_line_and_leaves_its_full_log_in_a_file(pipeline, tiny_raw):
+    import re
+
+    from lrl_pipeline.runner import PipelineError, run_retrain
+
+    write_raw_tables(pipeline.db, {name: frame.iloc[:0] for name, frame in tiny_raw.items()})
+    with pytest.raises(PipelineError) as failure:
+        run_retrain(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance)
+    message = str(failure.value)
+    assert "\n" not in message and "validated_tables: no valid experiment" in message
+    log = Path(re.search(r"full log: (\S+)\)$", message).group(1))
+    text = log.read_text()
+    assert log.parent == Path(pipeline.instance.root_directory) / "logs"
+    assert "STEP_FAILURE" in text or "Traceback" in text or "Failure" in text
+    assert "no valid experiment" in text

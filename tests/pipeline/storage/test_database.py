@@ -34,10 +34,12 @@ def test_connect_waits_for_another_writer_then_gives_up(tmp_path):
         with pytest.raises(DatabaseBusy):
             with database.connect(read_only=True):
                 pass
-        start = time.monotonic()
-        with database.connect(timeout_s=30) as con:  # retried with backoff until the holder exits
+        start, said = time.monotonic(), []
+        # retried with backoff until the holder exits, saying once why it waits
+        with database.connect(timeout_s=30, on_wait=said.append) as con:
             assert con.execute("SELECT 42").fetchall() == [(42,)]
         assert time.monotonic() - start > 0.2
+        assert len(said) == 1 and "held by another process" in said[0] and "waiting up to 30 s" in said[0]
     finally:
         holder.kill()
         holder.wait()
