@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from lrl_core.artifacts import CorruptArtifact
+from lrl_core.data import CONTROL
 from lrl_core.heads import ExperimentHead
 from lrl_core.serving import POOLED
 from lrl_pipeline.compute import one_blas_thread
-from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, prepare_frame, read_heads, read_served_models
+from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, prepare_frame, raw_arms, read_heads, read_served_models
 from lrl_pipeline.resources import ArtifactStoreResource
 
 __all__ = ["PipelineError", "SCORE_COLUMNS", "score_units"]
@@ -45,7 +46,9 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame,
     the transform's clip (10 training standard deviations), so the effect is an extrapolation.
     A unit with an infinite feature value is left out, its id in ``attrs["left_out_units"]``;
     ``attrs["ignored_columns"]`` lists the columns of ``units`` that
-    no extractor used.
+    no extractor used; ``attrs["arms_without_heads"]`` the ``experiment/arm``
+    treatment arms of ``raw.exposures`` that no stored head serves (launched since
+    the last head run, or quarantined: ``lrl status`` says which).
     Heads are normally all on the current extractor; while a retrain's refit is
     under way, an experiment not yet refitted is scored with its previous
     extractor (pruning keeps every version a head uses), so scoring in the middle
@@ -61,12 +64,17 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame,
                                                                    on_wait=progress) as con:
             heads = read_heads(con)
             served = read_served_models(con, POOLED)
+            arms = raw_arms(con)
     except DatabaseBusy as error:
         raise PipelineError(f"{error}; try again when the other `lrl` command or the UI's run finishes") from error
     try:
-        return _score(store, heads, served, units, artifacts)
+        scores = _score(store, heads, served, units, artifacts)
     except CorruptArtifact as error:
         raise PipelineError(f"{error}: run `lrl retrain` to write a fresh model") from error
+    scored = set(zip(heads["experiment_id"], heads["arm"]))
+    scores.attrs["arms_without_heads"] = [f"{e}/{a}" for e, a in zip(arms["experiment_id"], arms["arm"])
+                                          if a != CONTROL and (e, a) not in scored]
+    return scores
 
 
 def _score(store, heads: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame, artifacts: Path) -> pd.DataFrame:

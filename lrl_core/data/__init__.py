@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 from .columns import column_as_float
+from .ids import CONTROL
 from .pooling import PooledData, build_pooled_data
 from .splits import SPLIT_NAMES, split_by_unit
 from .validation import ValidationResult, validate_raw
 from .verdicts import QUARANTINE_COLUMNS
 
 __all__ = [
+    "CONTROL",
     "QUARANTINE_COLUMNS",
     "SPLIT_NAMES",
     "PooledData",

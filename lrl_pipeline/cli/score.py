@@ -55,6 +55,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     # Not written into the file: pandas would store attrs in the parquet metadata.
     ignored = scores.attrs.pop("ignored_columns", [])
     left_out = scores.attrs.pop("left_out_units", [])
+    headless = scores.attrs.pop("arms_without_heads", [])
     for column, wanted in (("experiment_id", args.experiments), ("metric", args.metrics)):
         if wanted:
             names = [name.strip() for name in wanted.split(",") if name.strip()]
@@ -75,6 +76,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     if outside:
         print(f"{outside} unit(s) lie beyond the training range in some feature (in_range = false): "
               "their effects are extrapolations")
+    if headless:
+        shown = ", ".join(headless[:5]) + (f" and {len(headless) - 5} more" if len(headless) > 5 else "")
+        print(f"No head, so no rows, for {len(headless)} arm(s) in raw.exposures: {shown} (launched since the "
+              "last head run: `lrl update` or the sensor fits them; quarantined: see `lrl status`)")
     served = scores["model"].value_counts()
     print("Served by " + ", ".join(f"{name} {count / len(scores):.0%}" for name, count in served.items())
           + " (see pipeline.served_models)")

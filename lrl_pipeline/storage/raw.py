@@ -15,7 +15,7 @@ import pyarrow as pa
 from lrl_pipeline.storage.database import LRLDatabase, transaction
 
 __all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_tables", "count_raw_rows",
-           "write_raw_tables", "table_exists", "arrow_to_pandas", "experiment_ids"]
+           "write_raw_tables", "table_exists", "arrow_to_pandas", "experiment_ids", "raw_arms"]
 
 RAW_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """Table names in schema ``raw``, in the order ``validate_raw`` takes them."""
@@ -36,6 +36,8 @@ _SUBSET = {
 }
 _EXPERIMENT_IDS = ("SELECT CAST(experiment_id AS VARCHAR) FROM raw.experiments "
                    "WHERE experiment_id IS NOT NULL ORDER BY rowid")
+_ARMS = ("SELECT DISTINCT CAST(experiment_id AS VARCHAR) AS experiment_id, CAST(arm AS VARCHAR) AS arm "
+         "FROM raw.exposures WHERE experiment_id IS NOT NULL AND arm IS NOT NULL")
 _APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
 
 
@@ -82,6 +84,13 @@ def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     if not table_exists(con, "raw", "experiments"):
         raise LookupError("raw.experiments does not exist yet")
     return [row[0] for row in con.execute(_EXPERIMENT_IDS).fetchall()]
+
+
+def raw_arms(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every (experiment_id, arm) of ``raw.exposures``, as strings (empty without the table)."""
+    if not table_exists(con, "raw", "exposures"):
+        return pd.DataFrame(columns=["experiment_id", "arm"])
+    return con.sql(_ARMS).df()
 
 
 def count_raw_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -106,10 +106,14 @@ def test_an_arm_launched_in_a_trained_experiment_gets_heads_at_the_next_update(p
     write_raw_tables(pipeline.db, {"exposures": new_exposures.astype(exposures.dtypes.to_dict()),
                                    "outcomes": new_outcomes.astype(outcomes.dtypes.to_dict())}, replace=False)
 
+    before = score_units(pipeline.db, pipeline.artifacts, units_of(pipeline.db).head(10))
+    assert before.attrs["arms_without_heads"] == [f"{experiment}/treatment_b"]  # said, not silent
+
     fitted = run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance)
 
     assert fitted == [experiment]  # the grown experiment, and only it
     scores = score_units(pipeline.db, pipeline.artifacts, units_of(pipeline.db).head(10))
+    assert scores.attrs["arms_without_heads"] == []
     assert "treatment_b" in set(scores.loc[scores["experiment_id"] == experiment, "arm"])
     assert np.isfinite(scores["cate"]).all()
     assert run_update(pipeline.db, pipeline.artifacts, progress=lambda _: None, instance=pipeline.instance) == []
