@@ -8,7 +8,7 @@ from lrl_pipeline.cli.errors import CLIError
 
 
 def existing_db(explicit: str | None) -> Path:
-    """The database path, which must exist: every command but ``demo`` and ``ui`` reads it."""
+    """The database path, which must exist: every command but ``demo``, ``init`` and ``ui`` reads it."""
     db = paths.db_path(explicit)
     if not db.is_file():
         raise CLIError(f"no database at {db}: run `lrl demo` or point --db / LRL_DUCKDB_PATH at your data")

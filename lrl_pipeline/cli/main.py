@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 from lrl_pipeline import paths
 from lrl_pipeline.cli.demo import cmd_demo
 from lrl_pipeline.cli.errors import CLIError, is_pipeline_error
+from lrl_pipeline.cli.init import cmd_init
 from lrl_pipeline.cli.pipeline import cmd_report, cmd_retrain, cmd_status, cmd_update
 from lrl_pipeline.cli.score import cmd_score
 from lrl_pipeline.cli.ui import UI_HOST, UI_PORT, cmd_ui
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lrl", description="Pooled CATE estimation across many experiments and metrics (the LR-learner).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
+        "init": (cmd_init, "make raw.* views over a folder of Parquet files (the four contract tables)"),
         "demo": (cmd_demo, "write a synthetic data set, retrain, launch one more experiment and update"),
         "retrain": (cmd_retrain, "full retrain: validation, features, pooled model, heads, evaluation"),
         "update": (cmd_update, "fit heads for experiments that have none yet, without retraining"),
@@ -34,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (func, text) in commands.items():
         command = sub.add_parser(name, parents=[common], help=text, description=text)
         command.set_defaults(func=func)
+    init = sub.choices["init"]
+    init.add_argument("--from-parquet", required=True, metavar="DIR",
+                      help="folder with <table>.parquet, <table>-*.parquet or <table>/*.parquet for each raw table")
+    init.add_argument("--copy", action="store_true", help="load the rows into tables instead of views")
     score = sub.choices["score"]
     score.add_argument("--units", required=True, metavar="IN.parquet",
                        help="unit_id plus the feature columns of raw.unit_features (a .csv file is read as CSV)")

@@ -24,7 +24,7 @@ from lrl_pipeline.storage.models import (
     retrain_counts, served_counts,
 )
 from lrl_pipeline.storage.raw import (
-    RAW_TABLES, arrow_to_pandas, count_raw_rows, experiment_ids, raw_arms, read_experiment_tables, read_raw_table,
+    RAW_TABLES, arrow_to_pandas, attach_parquet_sources, count_raw_rows, experiment_ids, raw_arms, read_experiment_tables, read_raw_table,
     read_raw_tables, table_exists, write_raw_tables,
 )
 from lrl_pipeline.storage.registry import (
@@ -43,7 +43,7 @@ __all__ = [
     "exposure_counts", "heads_fitted_since", "read_heads", "write_head_evaluation", "write_head_run",
     "SERVED_COLUMNS", "chosen_config", "extractor_versions_in_use", "read_served_models",
     "record_extractor_version", "retrain_counts", "served_counts",
-    "RAW_TABLES", "arrow_to_pandas", "count_raw_rows", "experiment_ids", "raw_arms", "read_experiment_tables",
+    "RAW_TABLES", "arrow_to_pandas", "attach_parquet_sources", "count_raw_rows", "experiment_ids", "raw_arms", "read_experiment_tables",
     "read_raw_table", "read_raw_tables", "table_exists", "write_raw_tables",
     "HeadState", "changed_arms", "is_partition_key", "read_head_state", "record_validated_arms",
     "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "insert_rows", "metric_scale",

@@ -12,10 +12,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from lrl_core.data.validation import REQUIRED_COLUMNS
 from lrl_pipeline.storage.database import LRLDatabase, transaction
 
 __all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_tables", "count_raw_rows",
-           "write_raw_tables", "table_exists", "arrow_to_pandas", "experiment_ids", "raw_arms"]
+           "write_raw_tables", "table_exists", "arrow_to_pandas", "experiment_ids", "raw_arms",
+           "attach_parquet_sources"]
 
 RAW_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """Table names in schema ``raw``, in the order ``validate_raw`` takes them."""
@@ -34,10 +36,14 @@ _SUBSET = {
     f"SELECT unit_id FROM raw.exposures WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS}) "
     f"UNION SELECT unit_id FROM raw.outcomes WHERE CAST(experiment_id AS VARCHAR) IN ({_IDS}))",
 }
-_EXPERIMENT_IDS = ("SELECT CAST(experiment_id AS VARCHAR) FROM raw.experiments "
-                   "WHERE experiment_id IS NOT NULL ORDER BY rowid")
+# Scan order, as rowid gives for a table; a view (over Parquet files, say) has no rowid.
+_EXPERIMENT_IDS = ("SELECT e FROM (SELECT CAST(experiment_id AS VARCHAR) AS e, row_number() OVER () AS i "
+                   "FROM raw.experiments) WHERE e IS NOT NULL ORDER BY i")
+_PARQUET_SOURCE = "SELECT * FROM read_parquet({files}, union_by_name = true)"
+_COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ?"
 _ARMS = ("SELECT DISTINCT CAST(experiment_id AS VARCHAR) AS experiment_id, CAST(arm AS VARCHAR) AS arm "
          "FROM raw.exposures WHERE experiment_id IS NOT NULL AND arm IS NOT NULL")
+_RAW_NAME = {name: name for name in RAW_TABLES}  # names from the contract only, never from input
 _APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
 
 
@@ -91,6 +97,43 @@ def raw_arms(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not table_exists(con, "raw", "exposures"):
         return pd.DataFrame(columns=["experiment_id", "arm"])
     return con.sql(_ARMS).df()
+
+
+def attach_parquet_sources(con: duckdb.DuckDBPyConnection, files: dict[str, list[str]],
+                           copy: bool = False) -> dict[str, int]:
+    """Make ``raw.<name>`` a view over the Parquet ``files`` of each table (or, with ``copy``, a
+    table holding their rows), in one transaction; rows per table. The files are only read.
+
+    ``ValueError`` naming the table when a raw name already holds a table (a view is replaced),
+    or when the files lack a contract column.
+    """
+    unknown = set(files) - set(RAW_TABLES)
+    if unknown:
+        raise ValueError(f"unknown raw tables {sorted(unknown)}; expected some of {RAW_TABLES}")
+    counts = {}
+    with transaction(con):
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        for name, paths in files.items():
+            if table_exists(con, "raw", name) and _kind(con, name) == "BASE TABLE":
+                raise ValueError(f"raw.{name} already exists as a table in this database: use a new --db")
+            # A view's definition cannot take parameters, so the file names go in as SQL string literals.
+            literal = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+            kind = "TABLE" if copy else "VIEW"
+            con.execute(f"DROP VIEW IF EXISTS raw.{_RAW_NAME[name]}")
+            con.execute(f"CREATE {kind} raw.{_RAW_NAME[name]} AS " + _PARQUET_SOURCE.format(files=literal))
+            columns = {row[0] for row in con.execute(_COLUMNS, [name]).fetchall()}
+            missing = [c for c in REQUIRED_COLUMNS[name] if c not in columns]
+            if missing:
+                raise ValueError(f"raw.{name} ({', '.join(map(str, paths[:3]))}) lacks column(s) "
+                                 f"{', '.join(missing)} that the contract requires")
+            counts[name] = con.execute(_COUNT[name]).fetchall()[0][0]
+    return counts
+
+
+def _kind(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    found = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "
+                        "AND table_name = ?", [name]).fetchall()
+    return found[0][0] if found else ""
 
 
 def count_raw_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
