@@ -126,11 +126,11 @@ def _artifacts(db: str) -> str:
 
 def _load_training_rows(db: str):
     """``load_pooled`` and the training / validation rows, as the ``lr_learner`` asset reads them."""
-    from lrl_pipeline.storage import load_pooled, split_rows
+    from lrl_pipeline.storage import load_pooled
 
     with _database(db).connect() as con:
         pooled, X, split = load_pooled(con)
-    return pooled, X, split_rows(pooled, split, 0), split_rows(pooled, split, 1)
+    return pooled, X, pooled.split_rows(split, 0), pooled.split_rows(split, 1)
 
 
 # ---------------------------------------------------------------------------- steps (each in a fresh process)

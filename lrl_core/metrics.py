@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["column_scale", "pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
+__all__ = ["column_scale", "metric_scale", "pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
 
 RISKS = ("mu_risk", "tau_risk", "pehe")
 TABLE_COLUMNS = ["experiment_id", "arm", "metric", "n", *RISKS]
@@ -289,3 +289,10 @@ def column_scale(Y: np.ndarray) -> np.ndarray:
         if observed.size > 1 and observed.std() > 0:
             scale[j] = observed.std()
     return scale
+
+
+def metric_scale(pooled, split: np.ndarray) -> np.ndarray:
+    """``(J,)`` standard deviation of each metric of a ``PooledData`` on its training rows (1 where
+    undefined). Risks are divided by its square, so every model is scored in units of metric
+    variance, comparable across metrics."""
+    return column_scale(pooled.split_rows(split, 0)[2])

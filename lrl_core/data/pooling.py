@@ -48,6 +48,12 @@ class PooledData:
         """(r,) bool: the row's arm is a treatment arm."""
         return self.row_arm != self.control_arm[self.row_experiment]
 
+    def split_rows(self, split: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(units, arms, Y)`` of the rows whose unit is in ``part`` of ``split (n,)`` (0 train, 1
+        validation, 2 test; see :func:`~lrl_core.data.split_by_unit`)."""
+        rows = split[self.row_unit] == part
+        return self.row_unit[rows], self.row_arm[rows], self.Y[rows]
+
     @property
     def n_units(self) -> int:
         return len(self.unit_ids)

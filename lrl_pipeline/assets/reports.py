@@ -12,13 +12,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from lrl_core.metrics import RISKS, risk_table, summarise_risks
+from lrl_core.metrics import RISKS, metric_scale, risk_table, summarise_risks
 from lrl_core.report import build_retrain_report
 from lrl_core.serving import POOLED, choose_served_models
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.storage import (
-    count_raw_rows, LRLDatabase, ensure_schema, load_pooled, metric_scale, read_table, replace_table,
-    split_rows, utc_now,
+    count_raw_rows, ensure_schema, load_pooled, LRLDatabase, read_table, replace_table, utc_now,
 )
 from lrl_pipeline.reporting import retrain_report_data, retrain_report_path
 from lrl_pipeline.resources import ArtifactStoreResource
@@ -95,7 +94,7 @@ def evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
     scale = metric_scale(pooled, split)
     with one_blas_thread():
         tables = [
-            risk_table(model.learner, X, *split_rows(pooled, split, part), arm_experiment=pooled.arm_experiment,
+            risk_table(model.learner, X, *pooled.split_rows(split, part), arm_experiment=pooled.arm_experiment,
                        control_arm=pooled.control_arm, experiments=pooled.experiments,
                        arm_names=pooled.arm_names, metrics=pooled.metrics, y_scale=scale)
             .assign(model=LR_MODEL, split=name)

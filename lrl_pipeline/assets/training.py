@@ -17,14 +17,14 @@ from pydantic import Field
 from lrl_core.baselines import OLSTLearner, TLearners, XGBTLearner
 from lrl_core.config import LRLConfig
 from lrl_core.features import FeatureTransform
-from lrl_core.metrics import risk_table
+from lrl_core.metrics import metric_scale, risk_table
 from lrl_core.report.figures import figure_to_markdown, training_curves
 from lrl_core.training import LRLearner
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.storage import (
-    ensure_schema, extractor_versions_in_use, load_pooled, LRLDatabase, metric_scale, read_table,
-    record_extractor_version, replace_table, split_rows, utc_now,
+    ensure_schema, extractor_versions_in_use, load_pooled, LRLDatabase, read_table,
+    record_extractor_version, replace_table, utc_now,
 )
 
 GROUP = "training"
@@ -104,7 +104,7 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
         pooled, X, split = load_pooled(con)
         stored = read_table(con, "feature_transform")
     transform = FeatureTransform.from_dict(json.loads(stored["transform_json"].iloc[0]))
-    train, val = split_rows(pooled, split, 0), split_rows(pooled, split, 1)
+    train, val = pooled.split_rows(split, 0), pooled.split_rows(split, 1)
 
     def log_epoch(record: dict) -> None:
         if record["epoch"] == 1 or record["epoch"] % 10 == 0:
@@ -166,10 +166,10 @@ def t_learners(context: dg.AssetExecutionContext, config: BaselineConfig,
     with one_blas_thread():
         for name, model in models.items():
             start = time.perf_counter()
-            model.fit(X, *split_rows(pooled, split, 0), n_arms=pooled.n_arms)
+            model.fit(X, *pooled.split_rows(split, 0), n_arms=pooled.n_arms)
             seconds[name] = round(time.perf_counter() - start, 2)
             for part, split_name in ((1, "validation"), (2, "test")):
-                risks = risk_table(model, X, *split_rows(pooled, split, part),
+                risks = risk_table(model, X, *pooled.split_rows(split, part),
                                    arm_experiment=pooled.arm_experiment, control_arm=pooled.control_arm,
                                    experiments=pooled.experiments, arm_names=pooled.arm_names,
                                    metrics=pooled.metrics, y_scale=scale)

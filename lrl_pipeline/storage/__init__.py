@@ -31,8 +31,8 @@ from lrl_pipeline.storage.registry import (
     HeadState, changed_arms, is_partition_key, read_head_state, record_validated_arms,
 )
 from lrl_pipeline.storage.tables import (
-    FIXED_TABLES, VALID_TABLES, ensure_schema, insert_rows, metric_scale, quarantine_rows,
-    read_table, replace_table, replace_table_with, split_rows, utc_now,
+    FIXED_TABLES, VALID_TABLES, ensure_schema, insert_rows, quarantine_rows,
+    read_table, registered, replace_table, replace_table_with, utc_now,
 )
 from lrl_pipeline.storage.training_data import load_pooled, load_validated
 
@@ -46,7 +46,7 @@ __all__ = [
     "RAW_TABLES", "arrow_to_pandas", "attach_parquet_sources", "count_raw_rows", "experiment_ids", "raw_arms", "read_experiment_tables",
     "read_raw_table", "read_raw_tables", "table_exists", "write_raw_tables",
     "HeadState", "changed_arms", "is_partition_key", "read_head_state", "record_validated_arms",
-    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "insert_rows", "metric_scale",
-    "quarantine_rows", "read_table", "replace_table", "replace_table_with", "split_rows", "utc_now",
+    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "insert_rows",
+    "quarantine_rows", "read_table", "registered", "replace_table", "replace_table_with", "utc_now",
     "load_pooled", "load_validated",
 ]

@@ -22,7 +22,7 @@ from lrl_pipeline.storage.database import Connection, transaction
 from lrl_pipeline.storage.features import prepared_matrix, prepared_relation
 from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 from lrl_pipeline.storage.registry import changed_arms, record_validated_arms
-from lrl_pipeline.storage.tables import quarantine_rows, utc_now
+from lrl_pipeline.storage.tables import insert_rows, quarantine_rows, registered, utc_now
 
 __all__ = ["needs_validation", "write_experiment_validation", "read_valid_experiment_rows", "ExperimentTables"]
 
@@ -30,8 +30,6 @@ _IN_KEYS = "CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 _PARTS = ("experiments", "exposures", "outcomes")
 _VALID_OF = {name: f"SELECT * FROM pipeline.valid_{name} WHERE {_IN_KEYS}" for name in _PARTS}
 _DELETE_OF = {name: f"DELETE FROM pipeline.valid_{name} WHERE {_IN_KEYS}" for name in _PARTS}
-_INSERT = {name: f"INSERT INTO pipeline.valid_{name} BY NAME SELECT * FROM _lrl_rows"
-           for name in (*_PARTS, "unit_features")}
 _VALIDATED = f"SELECT DISTINCT CAST(experiment_id AS VARCHAR) FROM pipeline.valid_experiments WHERE {_IN_KEYS}"
 _KNOWN_UNITS = "SELECT unit_id FROM pipeline.valid_unit_features WHERE unit_id IN (SELECT unit_id FROM _lrl_rows)"
 _DELETE_QUARANTINE = f"DELETE FROM pipeline.quarantine WHERE {_IN_KEYS}"
@@ -51,14 +49,6 @@ def needs_validation(con: Connection, keys: list[str]) -> list[str]:
     return [k for k in keys if k not in done or k in changed]
 
 
-def _insert(con: Connection, name: str, rows: pd.DataFrame) -> None:
-    con.register("_lrl_rows", pa.Table.from_pandas(rows, preserve_index=False))
-    try:
-        con.execute(_INSERT[name])
-    finally:
-        con.unregister("_lrl_rows")
-
-
 def write_experiment_validation(con: Connection, keys: list[str], valid: ValidationResult) -> None:
     """Replace the valid rows and the quarantine of experiments ``keys`` with ``valid``, the result
     of validating just their raw rows; add their units that the valid unit table lacks.
@@ -71,25 +61,14 @@ def write_experiment_validation(con: Connection, keys: list[str], valid: Validat
     with transaction(con):
         for name in _PARTS:
             con.execute(_DELETE_OF[name], [keys])
-            if len(getattr(valid, name)):
-                _insert(con, name, getattr(valid, name))
-        con.register("_lrl_rows", pa.Table.from_pandas(units[["unit_id"]], preserve_index=False))
-        try:
+            insert_rows(con, f"valid_{name}", getattr(valid, name))
+        with registered(con, units[["unit_id"]]):
             known = arrow_to_pandas(con.sql(_KNOWN_UNITS).to_arrow_table())["unit_id"]
-        finally:
-            con.unregister("_lrl_rows")
-        fresh = units[~units["unit_id"].isin(known)]
-        if len(fresh):
-            _insert(con, "unit_features", fresh)
+        insert_rows(con, "valid_unit_features", units[~units["unit_id"].isin(known)])
         record_validated_arms(con, keys)
         con.execute(_DELETE_QUARANTINE, [keys])
-        mine = valid.quarantine[valid.quarantine["experiment_id"].isin(keys)]
-        if len(mine):
-            con.register("_lrl_rows", pa.Table.from_pandas(quarantine_rows(mine, utc_now()), preserve_index=False))
-            try:
-                con.execute("INSERT INTO pipeline.quarantine BY NAME SELECT * FROM _lrl_rows")
-            finally:
-                con.unregister("_lrl_rows")
+        insert_rows(con, "quarantine", quarantine_rows(valid.quarantine[valid.quarantine["experiment_id"].isin(keys)],
+                                                       utc_now()))
 
 
 @dataclass

@@ -8,20 +8,20 @@ in as parameters or as a registered Arrow table, so user-named columns
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lrl_core.data import QUARANTINE_COLUMNS, PooledData
-from lrl_core.metrics import column_scale
+from lrl_core.data import QUARANTINE_COLUMNS
 from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 
 __all__ = [
-    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "replace_table_with", "insert_rows", "read_table",
-    "split_rows", "metric_scale", "quarantine_rows", "utc_now",
+    "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "replace_table_with", "insert_rows", "read_table", "registered",
+    "quarantine_rows", "utc_now",
 ]
 
 FIXED_TABLES = {
@@ -82,19 +82,26 @@ def _as_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
     return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
-    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count."""
-    name = _checked(name)
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame | pa.Table) -> Iterator[pa.Table]:
+    """``rows`` visible to SQL as ``_lrl_rows`` inside the block (as Arrow, without a copy where it can)."""
     incoming = _as_arrow(rows)
     con.register("_lrl_rows", incoming)
     try:
+        yield incoming
+    finally:
+        con.unregister("_lrl_rows")
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
+    """Replace ``pipeline.<name>`` with ``rows`` (fixed tables keep their DDL types); returns the row count."""
+    name = _checked(name)
+    with registered(con, rows) as incoming:
         if name in FIXED_TABLES:
             con.execute(f"DELETE FROM pipeline.{name}")
             con.execute(f"INSERT INTO pipeline.{name} BY NAME SELECT * FROM _lrl_rows")
         else:
             con.execute(f"CREATE OR REPLACE TABLE pipeline.{name} AS SELECT * FROM _lrl_rows")
-    finally:
-        con.unregister("_lrl_rows")
     return incoming.num_rows
 
 
@@ -110,16 +117,13 @@ def replace_table_with(con: duckdb.DuckDBPyConnection, name: str, relation: duck
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
-    """Append ``rows`` to the fixed-schema table ``pipeline.<name>`` by column name."""
+    """Append ``rows`` by column name to ``pipeline.<name>``: a fixed-schema table, or a valid table
+    (a new experiment's rows; columns it lacks are NULL)."""
     name = _checked(name)
-    if name not in FIXED_TABLES:
-        raise ValueError(f"insert_rows is for fixed-schema tables, not {name!r}")
-    incoming = _as_arrow(rows)
-    con.register("_lrl_rows", incoming)
-    try:
+    if name not in FIXED_TABLES and not name.startswith("valid_"):
+        raise ValueError(f"insert_rows is for fixed-schema and valid tables, not {name!r}")
+    with registered(con, rows) as incoming:
         con.execute(f"INSERT INTO pipeline.{name} BY NAME SELECT * FROM _lrl_rows")
-    finally:
-        con.unregister("_lrl_rows")
     return incoming.num_rows
 
 
@@ -136,18 +140,3 @@ def quarantine_rows(quarantine: pd.DataFrame, detected_at: dt.datetime) -> pd.Da
     rows = quarantine[QUARANTINE_COLUMNS].rename(columns={"table": "table_name", "column": "column_name"})
     rows = rows.astype(object).where(rows.notna(), None)
     return rows.assign(detected_at=detected_at)
-
-
-def split_rows(pooled: PooledData, split: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(units, arms, Y)`` of the rows whose unit is in split ``part`` (0 train, 1 validation, 2 test)."""
-    rows = split[pooled.row_unit] == part
-    return pooled.row_unit[rows], pooled.row_arm[rows], pooled.Y[rows]
-
-
-def metric_scale(pooled: PooledData, split: np.ndarray) -> np.ndarray:
-    """``(J,)`` standard deviation of each metric on training rows (1 where undefined).
-
-    Risks are divided by its square, so every model is scored in units of
-    metric variance, comparable across metrics.
-    """
-    return column_scale(split_rows(pooled, split, 0)[2])
