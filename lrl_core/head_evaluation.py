@@ -14,7 +14,7 @@ import pandas as pd
 
 from lrl_core.baselines import OLSTLearner
 from lrl_core.heads import ExperimentHead
-from lrl_core.metrics import column_scale, risk_table
+from lrl_core.metrics import location_scale, risk_table
 
 __all__ = ["ExperimentScores", "evaluate_head"]
 
@@ -49,7 +49,7 @@ def evaluate_head(head: ExperimentHead, X: np.ndarray, V: np.ndarray, unit: np.n
     """
     metrics = head.metric_names_
     layout = dict(arm_experiment=np.zeros(len(arm_names), dtype=np.int64), control_arm=np.zeros(1, dtype=np.int64),
-                  experiments=[experiment_id], arm_names=arm_names, metrics=metrics, y_scale=column_scale(Y[~test]))
+                  experiments=[experiment_id], arm_names=arm_names, metrics=metrics, y_scale=location_scale(Y[~test])[1])
     ols = OLSTLearner().fit(X, unit[~test], arm[~test], Y[~test], n_arms=len(arm_names))
     risks = pd.concat([
         risk_table(head, V, unit[test], arm[test], Y[test], **layout).assign(model="head"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["column_scale", "metric_scale", "pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
+__all__ = ["location_scale", "metric_scale", "pehe", "mu_risk", "tau_risk", "risk_table", "summarise_risks", "r_loss_gain"]
 
 RISKS = ("mu_risk", "tau_risk", "pehe")
 TABLE_COLUMNS = ["experiment_id", "arm", "metric", "n", *RISKS]
@@ -281,18 +281,50 @@ def r_loss_gain(y, treated, m_hat, tau_ref, tau_alt) -> tuple[float, float]:
     return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(gain.size))
 
 
-def column_scale(Y: np.ndarray) -> np.ndarray:
-    """``Y (r, J)`` -> ``(J,)`` standard deviation of the observed values per column (1 where undefined)."""
-    scale = np.ones(Y.shape[1])
-    for j in range(Y.shape[1]):
-        observed = Y[~np.isnan(Y[:, j]), j]
-        if observed.size > 1 and observed.std() > 0:
-            scale[j] = observed.std()
-    return scale
+ROBUST_CLIP = 50.0
+"""Values farther than this many robust standard deviations from the median are left out of a
+metric's mean and scale."""
+
+
+def location_scale(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Y (r, J)`` -> per column ``(mean, scale)`` of the observed values, robust to a bad feed.
+
+    A feed of 1e12s in one experiment must not set the scale every other
+    experiment is fitted and judged in (issue 18), so values beyond
+    :data:`ROBUST_CLIP` robust standard deviations from the median are left
+    out; the robust standard deviation is the first positive of
+    1.4826 x the median absolute deviation (0 when over half the values are
+    one value), the interquartile range / 1.349 (0 when over three quarters
+    are, e.g. a rare conversion), and the standard deviation of the values
+    between the 0.5% and 99.5% quantiles.
+    Then the plain mean and standard deviation: on clean data, where nothing
+    lies 50 robust standard deviations out, exactly the usual ones; a
+    log-normal metric with sigma 1 loses 1 value in 10,000 and 3% of its
+    scale, heavier tails (sigma 2, a Pareto tail of index 1.5) lose 0.5-2% of
+    their values and get a scale a fifth of their standard deviation, which
+    those few values dominate. ``(0, 1)``
+    for a column without observed values, scale 1 where it would be 0.
+    """
+    J = Y.shape[1]
+    mean, scale = np.zeros(J), np.ones(J)
+    for j in range(J):
+        values = Y[np.isfinite(Y[:, j]), j]
+        if not values.size:
+            continue
+        median = np.median(values)
+        q = np.quantile(values, [0.005, 0.25, 0.75, 0.995])
+        central = values[(values >= q[0]) & (values <= q[3])]
+        for robust_sd in (1.4826 * np.median(np.abs(values - median)), (q[2] - q[1]) / 1.349, central.std()):
+            if robust_sd > 0:
+                values = values[np.abs(values - median) <= ROBUST_CLIP * robust_sd]
+                break
+        mean[j] = values.mean()
+        if values.std() > 0:
+            scale[j] = values.std()
+    return mean, scale
 
 
 def metric_scale(pooled, split: np.ndarray) -> np.ndarray:
-    """``(J,)`` standard deviation of each metric of a ``PooledData`` on its training rows (1 where
-    undefined). Risks are divided by its square, so every model is scored in units of metric
+    """``(J,)`` scale of each metric of a ``PooledData`` on its training rows (:func:`location_scale`). Risks are divided by its square, so every model is scored in units of metric
     variance, comparable across metrics."""
-    return column_scale(pooled.split_rows(split, 0)[2])
+    return location_scale(pooled.split_rows(split, 0)[2])[1]

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import LRLConfig
+from .metrics import location_scale
 from .model import LowRankNet
 from .selection import candidate_configs, successive_halving
 from .trial import SMALL_STEP_MACS, _Batches, _Trial, device_features, lay_out_batches, patience_epochs
@@ -154,7 +155,7 @@ class LRLearner:
         units, arms, Y = units[keep], arms[keep], Y[keep]
         if not units.size:
             raise ValueError("no observed outcome in the training rows")
-        self.y_mean_, self.y_scale_ = _standardisation(Y)
+        self.y_mean_, self.y_scale_ = location_scale(Y)
         self.n_features_in_, self.n_arms_, self.n_metrics_ = X.shape[1], n_arms, n_metrics
         self.metric_names_ = _metric_names(metric_names, n_metrics)
         self.device_ = resolve_device(cfg.device)
@@ -341,20 +342,6 @@ class LRLearner:
         learner.fit_seconds_ = meta["fit_seconds"]
         learner.history_ = list(meta["history"])
         return learner
-
-
-def _standardisation(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-metric mean and standard deviation of the observed values; (0, 1) where undefined."""
-    observed = np.isfinite(Y)
-    count = observed.sum(axis=0)
-    filled = np.where(observed, Y, 0.0)
-    mean = np.divide(filled.sum(axis=0), count, out=np.zeros(Y.shape[1]), where=count > 0)
-    var = np.divide(
-        (np.where(observed, Y - mean, 0.0) ** 2).sum(axis=0), count, out=np.zeros(Y.shape[1]), where=count > 0
-    )
-    scale = np.sqrt(var)
-    scale[~(scale > 0)] = 1.0
-    return mean, scale
 
 
 def _metric_names(names, n_metrics: int) -> list[str]:

@@ -12,11 +12,14 @@ training units (Shao and Wu 1989, "A general theory for jackknife variance
 estimation"), and for every treatment arm and metric measures how the pooled
 CATE of that arm's experiment's units moves::
 
-    var(arm, metric) = (1 - drop) / drop / (m - 1) * sum_i mean_x (tau_i(x) - mean_i tau_i(x))^2
+    var(arm, metric) = (g - 1)^2 / g / (m - 1) * sum_i mean_x (tau_i(x) - mean_i tau_i(x))^2,   g = 1 / drop
 
-in the metric's own units (with ``m - 1``, not ``m``: the ``m`` refits are a
-sample of all the leave-``d``-out fits, and their spread around their own
-mean is an unbiased estimate of those fits' variance). Leaving out 10% rather than half keeps every refit
+in the metric's own units. The grouped jackknife over all ``g`` groups is
+``(g - 1) / g * sum_i (tau_i - mean tau)^2`` (for a mean it is exactly
+``sigma^2 / n``); the ``m`` refits are a sample of those ``g`` fits, and
+their spread with ``m - 1`` estimates the ``g`` fits' sample variance
+without bias (``g - 1``, the factor for independently drawn subsets, is
+``g / (g - 1)`` too large for disjoint groups). Leaving out 10% rather than half keeps every refit
 above the sample size where a low-rank fit breaks down (at 25 units per arm,
 half-sample refits had 35 times the PEHE of the full fit, and their spread
 said nothing about it). Coverage on the benchmark's worlds:
@@ -30,11 +33,13 @@ with data (the paper's world: PEHE 0.055, 0.013, 0.0045 at 25, 50, 100 units
 per arm), so refits on 90% of the units move far more than the full fit errs
 (at 25 units per arm the jackknife variance was 20 times the squared error).
 A CATE is a difference of two predicted outcomes, so its mean squared error
-is at most ``2 (mse_arm + mse_control)`` where ``mse`` is the outcome's
-prediction error, and the validation rows' squared residuals over-estimate
-that error (they add the noise): the ceiling is ``2 (r_arm + r_control)``,
-``r`` the mean squared validation residual of the arm (never below the
-metric's mean over all arms, so a few lucky rows cannot lower it).
+is ``mse_arm + mse_control - 2 cov``, at most ``mse_arm + mse_control``
+wherever the two predictions do not err in opposite directions (a shared
+extractor makes their errors move together), with ``mse`` the outcome's
+prediction error; the validation rows' squared residuals over-estimate that
+error (they add the noise). So the ceiling is ``r_arm + r_control``, ``r``
+the mean squared validation residual of the arm (never below the metric's
+mean over all arms, so a few lucky rows cannot lower it).
 
 What it cannot see: a bias shared by the full fit and every refit (a
 systematically too smooth extractor, an effect the features cannot express),
@@ -91,7 +96,8 @@ def jackknife_cate_variance(
     n_arms = controls.shape[0]
     treated = np.flatnonzero(controls != np.arange(n_arms))
     distinct = np.unique(units)
-    group = np.random.default_rng(seed).permutation(distinct.size) % int(round(1 / drop))
+    n_groups = int(round(1 / drop))
+    group = np.random.default_rng(seed).permutation(distinct.size) % n_groups
     unit_group = np.full(X.shape[0], -1)
     unit_group[distinct] = group
 
@@ -103,7 +109,7 @@ def jackknife_cate_variance(
         estimates.append({g: model.predict_cate(X[u], [g], [controls[g]])[:, 0] for g, u in per_arm_units.items()})
     J = learner.n_metrics_
     cate_var = np.full((n_arms, J), np.nan)
-    factor = (1 - drop) / drop / (n_refits - 1)
+    factor = (n_groups - 1) ** 2 / n_groups / (n_refits - 1)
     for g, u in per_arm_units.items():
         if u.size:
             taus = np.stack([est[g] for est in estimates])  # (m, n_g, J)
@@ -124,12 +130,13 @@ def validation_ceiling(learner, X: np.ndarray, units: np.ndarray, arms: np.ndarr
                        controls: np.ndarray) -> np.ndarray:
     """``(G, J)`` upper bound of each treatment arm's CATE mean squared error, from validation rows.
 
-    ``2 (r_arm + r_control)`` with ``r`` the mean squared residual of the
+    ``r_arm + r_control`` with ``r`` the mean squared residual of the
     learner's predicted outcomes on the validation rows (``units`` index ``X``,
     ``Y (r, J)`` with NaN where unobserved) of that arm, floored at the
     metric's mean over all rows; NaN for controls and for metrics without a
     validation row. Residuals contain the outcome noise, so the bound holds
-    whatever the noise, and is loose by it.
+    whatever the noise (given errors of arm and control that are not negatively
+    correlated), and is loose by it.
     """
     controls = np.asarray(controls, dtype=np.int64)
     n_arms, J = controls.shape[0], Y.shape[1]
@@ -142,6 +149,6 @@ def validation_ceiling(learner, X: np.ndarray, units: np.ndarray, arms: np.ndarr
     with np.errstate(divide="ignore", invalid="ignore"):
         overall = sq_sum.sum(axis=0) / count.sum(axis=0)  # (J,), NaN without rows
         per_arm = np.fmax(sq_sum / count, overall)  # an arm without rows gets the metric's mean
-    ceiling = 2 * (per_arm + per_arm[controls])
+    ceiling = per_arm + per_arm[controls]
     ceiling[controls == np.arange(n_arms)] = np.nan
     return ceiling

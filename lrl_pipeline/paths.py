@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["db_path", "artifacts_dir", "project_root", "dagster_home", "ensure_dagster_home"]
+__all__ = ["db_path", "artifacts_dir", "command_wait_s", "project_root", "dagster_home", "ensure_dagster_home"]
 
 
 def db_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -29,6 +29,15 @@ def artifacts_dir(db: str | os.PathLike) -> Path:
     chosen = os.environ.get("LRL_ARTIFACTS_DIR")
     path = Path(chosen) if chosen else Path(db).expanduser().resolve().parent / "artifacts"
     return path.expanduser().resolve()
+
+
+def command_wait_s() -> float:
+    """How long a command waits for a database another process holds: ``$LRL_DB_WAIT_S``, else 60 s."""
+    chosen = os.environ.get("LRL_DB_WAIT_S")
+    try:
+        return float(chosen) if chosen else 60.0
+    except ValueError:
+        raise ValueError(f"LRL_DB_WAIT_S must be a number of seconds, not {chosen!r}") from None
 
 
 def project_root() -> Path:

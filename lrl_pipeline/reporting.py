@@ -90,6 +90,7 @@ def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, s
         rows_in=rows_in,
         selection=pd.DataFrame(learner.selection_),
         served=served,
+        categories=model.transform.level_counts_,
         meta={"extractor version": model.version, "trained at": model.metadata.get("trained_at"),
               "epochs": learner.n_epochs_, "fit seconds": f"{learner.fit_seconds_:.1f}",
               "experiments": len(pooled.experiments), "exposure rows": f"{pooled.n_rows:,}",

@@ -20,7 +20,7 @@ from lrl_core.artifacts import CorruptArtifact
 from lrl_pipeline.assets.reports import summary_frame
 from lrl_pipeline.definitions import build_definitions
 from lrl_pipeline.partitions import EXPERIMENT_PARTITIONS
-from lrl_pipeline.paths import ensure_dagster_home
+from lrl_pipeline import paths
 from lrl_pipeline.storage import (
     RAW_TABLES, chosen_config, Connection, DatabaseBusy, LRLDatabase, read_head_state, read_table,
     retrain_counts, served_counts, table_exists,
@@ -65,7 +65,7 @@ class _Session:
         self.database = LRLDatabase(database=str(Path(db).resolve()))
         self.store = ArtifactStoreResource(root=str(Path(artifacts).resolve())).store()
         if instance is None:
-            ensure_dagster_home()
+            paths.ensure_dagster_home()
             instance = dg.DagsterInstance.get()
         self.instance = instance
         self.retrain_config = {**_QUIET, **(run_config or {})}
@@ -119,9 +119,9 @@ class _Session:
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Connection]:
-        """The database, waiting up to a minute for another process to let go of it."""
+        """The database, waiting up to :func:`paths.command_wait_s` for another process to let go of it."""
         try:
-            with self.database.connect(timeout_s=60.0, on_wait=self.progress) as con:
+            with self.database.connect(timeout_s=paths.command_wait_s(), on_wait=self.progress) as con:
                 yield con
         except DatabaseBusy as error:
             raise PipelineError(f"{error}; close the program that holds it and try again") from error

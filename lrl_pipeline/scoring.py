@@ -16,6 +16,7 @@ from lrl_core.artifacts import CorruptArtifact
 from lrl_core.data import CONTROL
 from lrl_core.heads import ExperimentHead
 from lrl_core.serving import POOLED
+from lrl_pipeline import paths
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.storage import DatabaseBusy, LRLDatabase, prepare_frame, raw_arms, read_heads, read_served_models
 from lrl_pipeline.resources import ArtifactStoreResource
@@ -45,6 +46,8 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame,
     no standard error then), ``in_range``: False where some feature of the unit lies beyond
     the transform's clip (10 training standard deviations), so the effect is an extrapolation.
     A unit with an infinite feature value is left out, its id in ``attrs["left_out_units"]``;
+    ``attrs["other_levels"]``: per categorical column, how many units had a level the model
+    did not keep (rare in training, or unseen there), scored as its "other" level;
     ``attrs["ignored_columns"]`` lists the columns of ``units`` that
     no extractor used; ``attrs["arms_without_heads"]`` the ``experiment/arm``
     treatment arms of ``raw.exposures`` that no stored head serves (launched since
@@ -60,7 +63,7 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame,
     if units["unit_id"].duplicated().any():
         raise PipelineError("units has duplicate unit_id values; give each unit once")
     try:
-        with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=60.0,
+        with LRLDatabase(database=str(Path(db).resolve())).connect(read_only=True, timeout_s=paths.command_wait_s(),
                                                                    on_wait=progress) as con:
             heads = read_heads(con)
             served = read_served_models(con, POOLED)
@@ -118,6 +121,7 @@ def _score(store, heads: pd.DataFrame, served: pd.DataFrame, units: pd.DataFrame
     scores = scores.sort_values(["experiment_id"], kind="stable", ignore_index=True)[SCORE_COLUMNS]
     scores.attrs["ignored_columns"] = ignored
     scores.attrs["left_out_units"] = left_out
+    scores.attrs["other_levels"] = current.transform.other_levels(units)
     return scores
 
 

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from .columns import column_as_float
+from .columns import column_as_float, is_categorical_feature, level_text
 from .ids import CONTROL
 from .pooling import PooledData, build_pooled_data
 from .splits import SPLIT_NAMES, split_by_unit
@@ -25,6 +25,8 @@ __all__ = [
     "ValidationResult",
     "build_pooled_data",
     "column_as_float",
+    "is_categorical_feature",
+    "level_text",
     "split_by_unit",
     "validate_raw",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.api import types as ptypes
 
 
@@ -29,6 +30,27 @@ def column_as_float(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     missing = series.isna().to_numpy(dtype=bool)
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     return values, ~missing & ~np.isfinite(values)
+
+
+def is_categorical_feature(dtype) -> bool:
+    """Whether a feature column of this dtype is categorical: text (object, pandas or Arrow
+    strings), boolean, or categorical (DuckDB's ENUM arrives as a pandas category)."""
+    return (ptypes.is_object_dtype(dtype) or ptypes.is_string_dtype(dtype) or ptypes.is_bool_dtype(dtype)
+            or isinstance(dtype, pd.CategoricalDtype)
+            or (isinstance(dtype, pd.ArrowDtype) and pa.types.is_dictionary(dtype.pyarrow_dtype)))
+
+
+def level_text(series: pd.Series) -> np.ndarray:
+    """``(n,)`` object array: each value of a categorical column as the text of its level (None for
+    NULL), written as DuckDB's ``CAST(x AS VARCHAR)`` writes it (``true``/``false`` for booleans), so
+    levels learnt in one engine match values read in the other."""
+    missing = series.isna().to_numpy(dtype=bool)
+    if ptypes.is_bool_dtype(series.dtype):
+        text = np.where(series.to_numpy(dtype=bool, na_value=False), "true", "false").astype(object)
+    else:
+        text = np.array([str(v) for v in series.to_numpy(dtype=object)], dtype=object)
+    text[missing] = None
+    return text
 
 
 def _at(values: np.ndarray, positions: np.ndarray, fill) -> np.ndarray:

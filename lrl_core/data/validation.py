@@ -7,13 +7,14 @@ each with a reason that says why. Everything is vectorised over rows.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from .columns import _at, _duplicated, _is_numeric_feature, _take, column_as_float
+from .columns import _at, _duplicated, _is_numeric_feature, _take, column_as_float, is_categorical_feature
 from .group_rules import _drop_incomplete_experiments, _drop_small_arms, _flag_constant_metrics, _flag_far_outliers
 from .ids import _factorize_text_ids, _id_problems, _Ids, _locate, _unit_ids_of_tables
 from .verdicts import QUARANTINE_COLUMNS, _flag_bad_ids, _flag_bad_unit_ids, _Verdicts
@@ -74,7 +75,7 @@ class ValidationResult:
 
 
 def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposures: pd.DataFrame,
-                 outcomes: pd.DataFrame) -> ValidationResult:
+                 outcomes: pd.DataFrame, known_columns: Collection[str] = ()) -> ValidationResult:
     """Split the four raw tables into valid parts and a quarantine with reasons.
 
     Rules are applied table by table in dependency order (unit features,
@@ -84,10 +85,15 @@ def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposur
 
     Parameters
     ----------
-    unit_features : ``unit_id`` and numeric feature columns, one row per unit.
+    unit_features : ``unit_id`` and feature columns, numeric or categorical (text, boolean,
+        category), one row per unit. A categorical column with more than
+        :data:`ID_LIKE_SHARE` of its values distinct (and over :data:`ID_LIKE_MIN_DISTINCT`) is an
+        id or free text, not a feature: left out with that reason.
     experiments : ``experiment_id`` (+ any other columns), the registry.
     exposures : ``unit_id, experiment_id, arm``; ``arm == "control"`` is control.
     outcomes : ``unit_id, experiment_id, metric, value``, long form.
+    known_columns : categorical columns a full validation already kept; validating a few new
+        experiments' units, whose sample is too small to judge, keeps them without the id test.
 
     Raises
     ------
@@ -100,7 +106,7 @@ def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposur
     _check_columns(tables)
     units = _unit_ids_of_tables({k: v for k, v in tables.items() if k != "experiments"})
 
-    feat = _validate_unit_features(unit_features, units["unit_features"])
+    feat = _validate_unit_features(unit_features, units["unit_features"], set(known_columns))
     reg = _validate_registry(experiments)
     expo = _validate_exposures(exposures, units["exposures"], feat, reg)
     outc = _validate_outcomes(outcomes, units["outcomes"], feat, reg, expo)
@@ -126,6 +132,23 @@ def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposur
     )
 
 
+ID_LIKE_SHARE = 0.5
+"""A categorical column with more distinct values than this share of its non-NULL values (and more
+than :data:`ID_LIKE_MIN_DISTINCT`) is an id, an e-mail or free text: left out of the features."""
+ID_LIKE_MIN_DISTINCT = 50
+"""Fewer distinct values than this never make a column id-like: a country column of a small table."""
+
+
+def _id_like(name: str, series: pd.Series) -> str | None:
+    """The quarantine reason of a categorical column that identifies units instead of grouping them."""
+    present = int(series.notna().sum())
+    distinct = int(series.nunique(dropna=True))
+    if distinct > max(ID_LIKE_MIN_DISTINCT, ID_LIKE_SHARE * present):
+        return (f"categorical feature column {name!r} looks like an id or free text: {distinct} distinct values "
+                f"among {present} units")
+    return None
+
+
 @dataclass
 class _FeatureCheck:
     verdicts: _Verdicts
@@ -136,7 +159,7 @@ class _FeatureCheck:
     unit_problems: np.ndarray | None  # (len(unit_index),) invalid-id reason or None; None for integer ids
 
 
-def _validate_unit_features(frame: pd.DataFrame, ids: _Ids) -> _FeatureCheck:
+def _validate_unit_features(frame: pd.DataFrame, ids: _Ids, known_columns: set[str]) -> _FeatureCheck:
     verdicts = _Verdicts(len(frame))
     problems = _id_problems(ids.uniques, "unit_id") if ids.uniques.dtype == object else None
     _flag_bad_ids(verdicts, ids, "unit_id", problems)
@@ -157,6 +180,11 @@ def _validate_unit_features(frame: pd.DataFrame, ids: _Ids) -> _FeatureCheck:
             reason = f"duplicate feature column name {name!r}"
         elif (problem := _id_problems(np.array([name], dtype=object), "feature column name")[0]) is not None:
             reason = problem
+        elif is_categorical_feature(series.dtype) and not _is_numeric_feature(series.dtype):
+            reason = None if name in known_columns else _id_like(name, series)
+            if reason is None:
+                kept_columns.append(position)
+                continue
         elif not _is_numeric_feature(series.dtype):
             reason = f"non-numeric feature column {name!r} (dtype {series.dtype})"
         else:

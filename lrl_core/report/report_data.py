@@ -61,6 +61,9 @@ class RetrainReportData:
     served:
         ``pipeline.served_models`` (``experiment_id, arm, metric, model,
         pooled_weight, gain, gain_se, n``): what serves each cell.
+    categories:
+        ``FeatureTransform.level_counts_``: per categorical feature column, the
+        training units of each kept level, of "(other)" and of "(null)".
     """
 
     risks: pd.DataFrame
@@ -77,6 +80,7 @@ class RetrainReportData:
     meta: Mapping[str, object] = field(default_factory=dict)
     selection: pd.DataFrame | None = None
     served: pd.DataFrame | None = None
+    categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     title: str = "LR-learner retrain report"
     n_neighbours: int = 3
     bcv_max_units: int = 2000

@@ -236,7 +236,26 @@ def _model_choice_section(page: _Page, data: RetrainReportData) -> list[str]:
     return facts
 
 
-def _data_quality_section(page: _Page, quarantine: pd.DataFrame | None, rows_in: Mapping[str, int]) -> list[str]:
+def _categories_table(categories: Mapping[str, Mapping[str, int]]) -> str:
+    """One row per categorical feature column: its kept levels with their units, and what was pooled."""
+    if not categories:
+        return ""
+    rows = pd.DataFrame([{
+        "column": name,
+        "levels kept": sum(1 for level in counts if level not in ("(other)", "(null)")),
+        "levels (training units)": ", ".join(f"{level} ({n:,})" for level, n in counts.items()
+                                             if level not in ("(other)", "(null)")),
+        "units in other": counts.get("(other)", 0),
+        "units NULL": counts.get("(null)", 0),
+    } for name, counts in categories.items()])
+    return ("<h3>Categorical features</h3>"
+            + _note("Each kept level has an indicator; rarer levels, and levels first seen when scoring, "
+                    "share the 'other' indicator, NULL has its own.")
+            + _table(rows))
+
+
+def _data_quality_section(page: _Page, quarantine: pd.DataFrame | None, rows_in: Mapping[str, int],
+                          categories: Mapping[str, Mapping[str, int]]) -> list[str]:
     summary = _quarantine_summary(quarantine)
     per_table = summary.groupby("table", sort=False)["rows"].sum()
     tables = list(dict.fromkeys([*rows_in, *per_table.index]))
@@ -251,6 +270,7 @@ def _data_quality_section(page: _Page, quarantine: pd.DataFrame | None, rows_in:
         _table(overview, percent=["share quarantined"])
         + ("<h3>By reason</h3>" + _table(summary) if not summary.empty else _note("No rows quarantined."))
         + page.figure(quarantine_bars(summary, rows_in), "Rows read and rows left out by validation.")
+        + _categories_table(categories)
     )
     page.section(
         "data-quality", "Data quality",
@@ -273,7 +293,7 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     metric), ``embeddings`` (nearest arms by effect embedding),
     ``training`` (loss curves, kept epoch), ``model-choice`` (model selection's
     candidates, what serves each cell) and ``data-quality`` (rows in, rows
-    quarantined by reason).
+    quarantined by reason, the levels kept of each categorical feature).
 
     Returns a :class:`ReportResult`; ``key_figures`` maps ``risks``,
     ``singular_values``, ``correlation``, ``calibration``, ``embeddings``,
@@ -294,7 +314,7 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     _embedding_section(page, data)
     facts += _training_section(page, data)
     facts += _model_choice_section(page, data)
-    facts += _data_quality_section(page, data.quarantine, data.rows_in)
+    facts += _data_quality_section(page, data.quarantine, data.rows_in, data.categories)
     _retrain_overview(page, data, reference, facts)
     # The overview is built last (it quotes the other sections) but shown first.
     page.sections.insert(0, page.sections.pop())

@@ -14,7 +14,8 @@ import dagster as dg
 from lrl_core.data import validate_raw
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.storage import (
-    RAW_TABLES, LRLDatabase, needs_validation, read_experiment_tables, write_experiment_validation,
+    RAW_TABLES, LRLDatabase, needs_validation, read_experiment_tables, valid_feature_columns,
+    write_experiment_validation,
 )
 
 
@@ -33,7 +34,8 @@ def experiment_rows(context: dg.AssetExecutionContext, database: LRLDatabase) ->
         except LookupError as error:
             raise dg.Failure(str(error)) from error
         if fresh:
-            valid = validate_raw(**read_experiment_tables(con, fresh))
+            # The full validation judged which columns are features; a few experiments' units cannot.
+            valid = validate_raw(**read_experiment_tables(con, fresh), known_columns=valid_feature_columns(con))
             write_experiment_validation(con, fresh, valid)
     metadata = {"experiments": len(keys), "validated_here": len(fresh),
                 "validated_by_the_retrain": len(keys) - len(fresh), "seconds": round(time.perf_counter() - start, 3)}

@@ -26,8 +26,9 @@ GROUP = "features"
 @dg.asset(group_name=GROUP, kinds={"duckdb", "python"}, pool="duckdb", code_version="1",
           deps=["valid_unit_features"])
 def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> dg.MaterializeResult:
-    """Imputed, standardised features with missing indicators (pipeline.unit_features); the transform
-    is kept in pipeline.feature_transform and saved with the model that is trained on it."""
+    """Imputed, standardised features with missing indicators, and categorical columns as indicators
+    of their frequent levels, "other" and NULL (pipeline.unit_features); the transform is kept in
+    pipeline.feature_transform and saved with the model that is trained on it."""
     with database.connect() as con:
         start = time.perf_counter()
         transform, n_train = fit_transform(con)
@@ -38,12 +39,13 @@ def unit_features(context: dg.AssetExecutionContext, database: LRLDatabase) -> d
             replace_table(con, "feature_transform", pd.DataFrame({
                 "fitted_at": [utc_now()], "n_units": [n_train],
                 "transform_json": [json.dumps(transform.to_dict())]}))
-    names = transform.feature_names_
     return dg.MaterializeResult(metadata={
         "dagster/row_count": n,
-        "raw_features": len(names),
+        "raw_features": len(transform.columns_),
+        "categorical_features": len(transform.categories_),
         "prepared_columns": transform.n_features_out_,
         "missing_indicators": int(transform.has_missing_.sum()),
+        "categorical_levels": dg.MetadataValue.json(transform.categories_),
         "fitted_on_units": n_train,
         "transform_and_write_seconds": round(seconds, 3),
     })

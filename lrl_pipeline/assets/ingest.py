@@ -19,7 +19,8 @@ from lrl_pipeline.storage import (
 GROUP = "ingest"
 
 RAW_DESCRIPTIONS = {
-    "unit_features": "unit_id plus numeric pre-treatment features, one row per unit (NULL = missing).",
+    "unit_features": "unit_id plus pre-treatment features, numeric or categorical (text, boolean, ENUM), "
+                     "one row per unit (NULL = missing).",
     "experiments": "The experiment registry: experiment_id, launched_at. A new row is a new experiment.",
     "exposures": "Assignment: unit_id, experiment_id, arm ('control' or a treatment arm).",
     "outcomes": "Long-form outcomes: unit_id, experiment_id, metric, value.",

@@ -56,6 +56,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     ignored = scores.attrs.pop("ignored_columns", [])
     left_out = scores.attrs.pop("left_out_units", [])
     headless = scores.attrs.pop("arms_without_heads", [])
+    other_levels = scores.attrs.pop("other_levels", {})
     for column, wanted in (("experiment_id", args.experiments), ("metric", args.metrics)):
         if wanted:
             names = [name.strip() for name in wanted.split(",") if name.strip()]
@@ -72,6 +73,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     if left_out:
         shown = ", ".join(map(str, left_out[:5])) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
         print(f"Left out {len(left_out)} unit(s) with an infinite feature value: unit_id {shown}")
+    if other_levels:
+        shown = ", ".join(f"{column} ({n})" for column, n in other_levels.items())
+        print(f"Scored as level 'other' the units whose value the model did not keep (unseen or rare in "
+              f"training): {shown}")
     outside = scores.loc[~scores["in_range"], "unit_id"].nunique()
     if outside:
         print(f"{outside} unit(s) lie beyond the training range in some feature (in_range = false): "

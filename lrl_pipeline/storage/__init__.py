@@ -13,7 +13,8 @@ Everything else in ``lrl_pipeline`` imports from here and writes no SQL.
 """
 from lrl_pipeline.storage.database import Connection, DatabaseBusy, LRLDatabase, is_lock_error, transaction
 from lrl_pipeline.storage.experiment_rows import (
-    ExperimentTables, needs_validation, read_valid_experiment_rows, write_experiment_validation,
+    ExperimentTables, needs_validation, read_valid_experiment_rows, valid_feature_columns,
+    write_experiment_validation,
 )
 from lrl_pipeline.storage.features import fit_transform, prepare_frame, prepared_matrix, prepared_relation
 from lrl_pipeline.storage.heads import (
@@ -38,7 +39,8 @@ from lrl_pipeline.storage.training_data import load_pooled, load_validated
 
 __all__ = [
     "Connection", "DatabaseBusy", "LRLDatabase", "is_lock_error", "transaction",
-    "ExperimentTables", "needs_validation", "read_valid_experiment_rows", "write_experiment_validation",
+    "ExperimentTables", "needs_validation", "valid_feature_columns", "read_valid_experiment_rows",
+    "write_experiment_validation",
     "fit_transform", "prepare_frame", "prepared_matrix", "prepared_relation",
     "exposure_counts", "heads_fitted_since", "read_heads", "write_head_evaluation", "write_head_run",
     "SERVED_COLUMNS", "chosen_config", "extractor_versions_in_use", "read_served_models",

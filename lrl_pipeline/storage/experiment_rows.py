@@ -24,7 +24,8 @@ from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 from lrl_pipeline.storage.registry import changed_arms, record_validated_arms
 from lrl_pipeline.storage.tables import insert_rows, quarantine_rows, registered, utc_now
 
-__all__ = ["needs_validation", "write_experiment_validation", "read_valid_experiment_rows", "ExperimentTables"]
+__all__ = ["needs_validation", "valid_feature_columns", "write_experiment_validation",
+           "read_valid_experiment_rows", "ExperimentTables"]
 
 _IN_KEYS = "CAST(experiment_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 _PARTS = ("experiments", "exposures", "outcomes")
@@ -49,6 +50,11 @@ def needs_validation(con: Connection, keys: list[str]) -> list[str]:
     return [k for k in keys if k not in done or k in changed]
 
 
+def valid_feature_columns(con: Connection) -> list[str]:
+    """The feature columns the last full validation kept (``pipeline.valid_unit_features``)."""
+    return [c for c in con.table("pipeline.valid_unit_features").columns if c != "unit_id"]
+
+
 def write_experiment_validation(con: Connection, keys: list[str], valid: ValidationResult) -> None:
     """Replace the valid rows and the quarantine of experiments ``keys`` with ``valid``, the result
     of validating just their raw rows; add their units that the valid unit table lacks.
@@ -56,8 +62,8 @@ def write_experiment_validation(con: Connection, keys: list[str], valid: Validat
     Only the columns the full validation kept are written: a raw column added since waits for
     the next retrain, a kept one the subset lacks is NULL (imputed) for the new units.
     """
-    kept = [c for c in con.table("pipeline.valid_unit_features").columns]
-    units = valid.unit_features[[c for c in valid.unit_features.columns if c in set(kept)]]
+    kept = {"unit_id", *valid_feature_columns(con)}
+    units = valid.unit_features[[c for c in valid.unit_features.columns if c in kept]]
     with transaction(con):
         for name in _PARTS:
             con.execute(_DELETE_OF[name], [keys])
@@ -92,7 +98,7 @@ def read_valid_experiment_rows(con: Connection, keys: list[str], transform: Feat
     transform was fitted on.
     """
     units = con.table("pipeline.valid_unit_features")
-    missing = [name for name in transform.feature_names_ if name not in set(units.columns)]
+    missing = [name for name in transform.columns_ if name not in set(units.columns)]
     if missing:
         raise LookupError(f"the valid unit features lack columns {missing}")
     parts = {name: arrow_to_pandas(con.sql(_VALID_OF[name], params=[keys]).to_arrow_table()) for name in _PARTS}

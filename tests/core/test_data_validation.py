@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from clean_raw_tables import N_EXPOSURES, N_OUTCOMES, add_rows, clean_tables, quarantined, run
+from lrl_core.data import validate_raw
 
 
 @pytest.mark.parametrize("id_kind", ["int", "str", "arrow-int", "arrow-str"])
@@ -95,13 +96,13 @@ def test_unit_feature_rules_and_their_cascade(id_kind):
 
     q = result.quarantine
     columns = q[q["column"].notna()]
-    assert sorted(columns["column"]) == ["flag", "text", "when"]
-    assert all(f"'{c}'" in r and "non-numeric" in r for c, r in zip(columns["column"], columns["reason"]))
+    # Text and booleans are categorical features; a timestamp is not a feature.
+    assert columns["column"].tolist() == ["when"] and "non-numeric" in columns["reason"].iloc[0]
     rows = q[(q["table"] == "unit_features") & q["column"].isna()]
     assert sorted(zip(rows["unit_id"], rows["reason"])) == [
         ("4", "non-finite value in feature 'x1'"),
         ("6", "duplicate unit_id in unit_features"), ("6", "duplicate unit_id in unit_features")]
-    assert list(result.unit_features.columns) == ["unit_id", "x1", "x2", "x3"]
+    assert list(result.unit_features.columns) == ["unit_id", "x1", "x2", "x3", "text", "flag"]
     assert len(result.unit_features) == 10
 
     # Units 4 and 6 are gone everywhere, each row with the reason.
@@ -201,3 +202,22 @@ def test_summary_counts():
     assert counts[("exposures", "rows kept", None)] == N_EXPOSURES
     assert counts[("exposures", "quarantined", "duplicate assignment")] == 2
     assert counts[("outcomes", "rows kept", None)] == N_OUTCOMES
+
+
+def test_a_text_column_with_a_value_per_unit_is_an_id_unless_a_full_validation_kept_it():
+    """Issue 12: an e-mail per unit is left out with its reason; a 10-level column stays a feature."""
+    tables = clean_tables("int")
+    extra = pd.DataFrame({"unit_id": range(100, 300), "x1": 0.0, "x2": 0.0, "x3": 0})
+    frame = pd.concat([tables["unit_features"], extra], ignore_index=True)
+    frame["email"] = [f"user{i}@example.com" for i in range(len(frame))]
+    frame["country"] = [f"c{i % 10}" for i in range(len(frame))]
+    tables["unit_features"] = frame
+    result = run(tables)
+
+    columns = result.quarantine[result.quarantine["column"].notna()]
+    assert columns["column"].tolist() == ["email"]
+    assert "looks like an id" in columns["reason"].iloc[0] and "212 distinct values among 212 units" in columns["reason"].iloc[0]
+    assert "country" in result.unit_features.columns and "email" not in result.unit_features.columns
+    # A few new experiments' units cannot judge a column the full validation kept.
+    again = validate_raw(**tables, known_columns=["email"])
+    assert "email" in again.unit_features.columns and again.quarantine["column"].isna().all()

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from lrl_core.metrics import mu_risk, pehe, risk_table, summarise_risks, tau_risk
+from lrl_core.metrics import location_scale, mu_risk, pehe, risk_table, summarise_risks, tau_risk
 
 
 def test_pehe_is_nan_aware_mean_squared_difference():
@@ -184,3 +184,26 @@ def test_summarise_risks_means_and_improvement():
     np.testing.assert_allclose(summary[("mu_risk", "ols")], [4.0, 4.0])
     np.testing.assert_allclose(summary[("mu_risk", "improvement_vs_ols")], [0.5, 0.5])
     np.testing.assert_allclose(summary[("tau_risk", "improvement_vs_ols")], [0.5, 0.5])
+
+
+def test_location_scale_is_the_plain_one_on_clean_data_and_ignores_a_bad_feed():
+    """Issue 18 item 2: one experiment's 1e12 feed cannot set the scale every experiment trains in."""
+    rng = np.random.default_rng(0)
+    clean = np.column_stack([rng.normal(3.0, 2.0, 5000), (rng.random(5000) < 0.1).astype(float),
+                             rng.lognormal(0.0, 1.0, 5000)])
+    clean[::7, 0] = np.nan
+    mean, scale = location_scale(clean)
+    observed = [clean[np.isfinite(clean[:, j]), j] for j in range(3)]
+    np.testing.assert_allclose(mean[:2], [o.mean() for o in observed[:2]])
+    np.testing.assert_allclose(scale[:2], [o.std() for o in observed[:2]])
+    # A heavy right tail is kept nearly whole (lognormal: only values beyond 50 robust sd are left out).
+    assert abs(scale[2] / observed[2].std() - 1) < 0.1
+
+    broken = clean.copy()
+    broken[:20] = 1e12
+    broken_mean, broken_scale = location_scale(broken)
+    np.testing.assert_allclose(broken_mean, mean, rtol=0.02)
+    np.testing.assert_allclose(broken_scale, scale, rtol=0.02)
+    # Nothing observed, or one value only: the identity.
+    empty = location_scale(np.array([[np.nan, 1.0], [np.nan, 1.0]]))
+    np.testing.assert_array_equal(np.concatenate(empty), [0.0, 1.0, 1.0, 1.0])

@@ -78,6 +78,7 @@ def retrain_data(rng, full: bool = True) -> RetrainReportData:
         best_epoch=24,
         quarantine=quarantine,
         rows_in={"unit_features": 2000, "exposures": 3500, "outcomes": 7000},
+        categories={"country": {"us": 900, "<b>de</b>": 600, "(other)": 400, "(null)": 100}},
         meta={"extractor version": "20240101T000000-abc", "device": "cpu", "fit seconds": 2.0},
     )
 

@@ -25,6 +25,9 @@ def test_retrain_report_has_every_section_and_a_nonempty_figure(tmp_path):
     assert 'class="better"' in text
     assert re.search(r"<td>\d+\.\d{4}</td>", text)
     assert "BCV rank" in text and "kept epoch" in text and "non-finite value" in text
+    # The levels each categorical column kept, escaped like every other table cell.
+    assert "Categorical features" in text and "us (900), &lt;b&gt;de&lt;/b&gt; (600)" in text
+    assert "<td>400</td><td>100</td>" in text
     assert re.search(r"revenue \d+ of 7 arms, sessions \d+ of 6 arms", text)
     assert set(result.key_figures) >= {"risks", "singular_values", "correlation", "calibration", "training"}
     for markdown in result.key_figures.values():

@@ -65,7 +65,9 @@ def planted_tables(tiny_raw: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.Data
     for name in ("unit_features", "exposures", "outcomes"):
         t[name]["unit_id"] = "u" + t[name]["unit_id"].astype(str)
     features = t["unit_features"]
-    features["colour"] = "red"  # non-numeric feature column
+    features["colour"] = "red"  # a categorical feature: kept
+    features["contact"] = [f"user{i}@example.com" for i in range(len(features))]  # an id, not a feature
+    features["signed_up"] = pd.Timestamp("2024-01-01")  # neither numeric nor categorical
     features[HOSTILE_COLUMN] = 1.0  # hostile feature column name
     # Units u480.. exist only in unit_features: free for new experiments.
     extra_units = pd.DataFrame({"unit_id": [HOSTILE_UNIT, TRAVERSAL_EXP], "x0": 0.5})
@@ -109,7 +111,8 @@ def planted_tables(tiny_raw: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.Data
     expected = [
         ("unit_features", "u0", "non-finite value in feature 'x0'"),
         ("unit_features", "u2", "non-finite value in feature 'x1'"),
-        ("unit_features", "colour", "non-numeric feature column 'colour'"),
+        ("unit_features", "contact", "categorical feature column 'contact' looks like an id"),
+        ("unit_features", "signed_up", "non-numeric feature column 'signed_up'"),
         ("unit_features", HOSTILE_COLUMN, "invalid feature column name"),
         ("unit_features", HOSTILE_UNIT, "contains a quote"),
         ("unit_features", TRAVERSAL_EXP, "contains a slash"),

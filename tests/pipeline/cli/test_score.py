@@ -74,25 +74,46 @@ def test_score_names_a_missing_feature_column(cli_env, updated, tmp_path, capsys
 
 def test_score_takes_the_columns_of_raw_unit_features_when_training_left_one_out(
         cli_env, tiny_raw, fast_run_config, tmp_path, capsys):
-    # CONTRACT.md: units carry raw.unit_features' columns; those the model left out are ignored.
+    """CONTRACT.md: units carry raw.unit_features' columns; those the model left out are ignored.
+
+    Issue 12: text and boolean columns are categorical features (levels in the stored transform),
+    a text column with a value per unit is an id, left out with its reason; a level unseen in
+    training is scored as "other", and said.
+    """
     features = tiny_raw["unit_features"]
-    tables = {**tiny_raw, "unit_features": features.assign(plan_tier=np.where(features.index % 3, "free", "gold"))}
+    n = len(features)
+    tables = {**tiny_raw, "unit_features": features.assign(
+        country=[f"c{i % 10}" for i in range(n)],
+        plan_tier=pd.Series(np.array(["free", "gold", "pro"])[np.arange(n) % 3]).where(np.arange(n) % 7 > 0),
+        is_mobile=np.arange(n) % 2 == 0,
+        email=[f"user{i}@example.com" for i in range(n)])}
     db = tmp_path / "lrl.duckdb"
     write_raw_tables(db, tables)
     with dg.instance_for_test() as instance:
         runner.run_retrain(db, paths.artifacts_dir(db), progress=lambda _: None, instance=instance,
                            run_config=fast_run_config)
     with duckdb.connect(str(db), read_only=True) as con:
-        reasons = con.execute("SELECT reason FROM pipeline.quarantine WHERE column_name = 'plan_tier'").fetchall()
+        reasons = con.execute("SELECT column_name, reason FROM pipeline.quarantine WHERE column_name IS NOT NULL"
+                              ).fetchall()
+        prepared = con.execute("SELECT * FROM pipeline.unit_features LIMIT 0").df().columns
         units = read_raw_table(con, "unit_features").iloc[::40].reset_index(drop=True)
-    assert reasons and "non-numeric feature column 'plan_tier'" in reasons[0][0]
-    assert "plan_tier" in units.columns and units.drop(columns="unit_id").isna().any().any()
+    assert [c for c, _ in reasons] == ["email"] and "looks like an id" in reasons[0][1]
+    transform = ArtifactStore(paths.artifacts_dir(db)).load().transform
+    assert sorted(transform.categories_["country"]) == [f"c{i}" for i in range(10)]
+    assert sorted(transform.categories_["plan_tier"]) == ["free", "gold", "pro"]
+    assert sorted(transform.categories_["is_mobile"]) == ["false", "true"]
+    assert transform.level_counts_["plan_tier"]["(null)"] > 0
+    assert {"country__level0", "country__other", "plan_tier__null", "is_mobile__level1"} <= set(prepared)
+    assert "email" in units.columns and units.drop(columns="unit_id").isna().any().any()
+    units.loc[:2, "country"] = "never-seen"
     units.to_parquet(tmp_path / "units.parquet", index=False)
     out = tmp_path / "scores.parquet"
 
     assert cli.main(["score", "--db", str(db), "--units", str(tmp_path / "units.parquet"), "--out", str(out)]) == 0
 
-    assert "Ignored 1 column(s) the model left out: plan_tier" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Ignored 1 column(s) the model left out: email" in printed
+    assert "Scored as level 'other'" in printed and "country (3)" in printed
     scores = pd.read_parquet(out)
     assert list(scores.columns) == SCORE_COLUMNS
     # One row per unit x experiment x treated arm x metric: 4 experiments, one treated arm each, 2 metrics.
@@ -190,3 +211,27 @@ def test_a_blended_cell_serves_its_weighted_mix_of_pooled_and_t_learner_cates(cl
         assert (cell["model"] == row.model).all() and cell["cate_se"].isna().all()
         np.testing.assert_allclose(cell["cate"], row.pooled_weight * pooled + (1 - row.pooled_weight) * t_cate,
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_score_and_update_on_a_held_database_say_so_in_one_line(cli_env, updated, tmp_path, capsys, monkeypatch):
+    """Issue 18: another writer holding the file past ``LRL_DB_WAIT_S`` ends in one line, no traceback."""
+    from tests.pipeline.storage.test_database import hold_lock
+
+    units = updated["tables"]["unit_features"].head(3)
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    monkeypatch.setenv("LRL_DB_WAIT_S", "0.5")
+    holder = hold_lock(updated["db"], 60)
+    try:
+        for argv in (["score", "--units", str(tmp_path / "units.parquet"), "--out", str(tmp_path / "o.parquet")],
+                     ["update"]):
+            code = cli.main(argv)
+            captured = capsys.readouterr()
+            lines = captured.err.strip().splitlines()
+            assert code == 1 and "Traceback" not in captured.err + captured.out
+            assert len(lines) == 1 and "held by another process" in lines[0] and "try again" in lines[0]
+            # the wait was announced, once, before giving up
+            assert (captured.out + captured.err).count("waiting up to") <= 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "o.parquet").exists()

@@ -20,6 +20,15 @@ def test_prepared_table_equals_the_transform_bit_for_bit(pipeline, monkeypatch):
     with database.connect() as con:
         con.execute("UPDATE pipeline.valid_unit_features SET x0 = 1e6 WHERE unit_id = "
                     "(SELECT min(unit_id) FROM pipeline.valid_unit_features)")
+        # Categorical columns: text with a rare level and NULLs, a boolean, an ENUM.
+        con.execute("CREATE TYPE IF NOT EXISTS mood AS ENUM ('calm', 'busy')")
+        con.execute("ALTER TABLE pipeline.valid_unit_features ADD COLUMN tier VARCHAR")
+        con.execute("ALTER TABLE pipeline.valid_unit_features ADD COLUMN mobile BOOLEAN")
+        con.execute("ALTER TABLE pipeline.valid_unit_features ADD COLUMN mood mood")
+        con.execute("UPDATE pipeline.valid_unit_features SET "
+                    "tier = CASE WHEN unit_id % 7 = 0 THEN NULL WHEN unit_id % 211 = 1 THEN 'rare' "
+                    "ELSE ['free', 'gold', 'pro'][unit_id % 3 + 1] END, mobile = unit_id % 2 = 0, "
+                    "mood = CASE WHEN unit_id % 5 = 0 THEN 'busy' ELSE 'calm' END")
     features.unit_features(context=dg.build_asset_context(), database=database)
     with database.connect(read_only=True) as con:
         valid = training_data.read_table(con, "valid_unit_features")
@@ -30,7 +39,10 @@ def test_prepared_table_equals_the_transform_bit_for_bit(pipeline, monkeypatch):
         pooled, X, _ = training_data.load_pooled(con)
     expected = transform.transform_frame(valid)
     assert transform.has_missing_.any() and (expected == transform.clip).any()
-    assert list(prepared.columns) == ["unit_id", *transform.output_names_]
+    assert sorted(transform.categories_) == ["mobile", "mood", "tier"]
+    assert sorted(transform.categories_["tier"]) == ["free", "gold", "pro"]  # 'rare' is "other"
+    assert transform.level_counts_["tier"]["(other)"] > 0 and transform.level_counts_["tier"]["(null)"] > 0
+    assert prepared.shape[1] == 1 + len(transform.output_names_)
     np.testing.assert_array_equal(prepared.drop(columns="unit_id").to_numpy(dtype=np.float32), expected)
     np.testing.assert_array_equal(prepared["unit_id"].to_numpy(), valid["unit_id"].to_numpy())
     # Streamed back in batches of 5 rows, in the same order.
