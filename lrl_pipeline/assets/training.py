@@ -7,6 +7,7 @@ to read and to record, never during a fit, so readers are not locked out.
 # No `from __future__ import annotations`: Dagster reads the context, config and
 # resource annotations at definition time to inject them.
 import json
+import sys
 import time
 from typing import Optional
 
@@ -80,8 +81,13 @@ class TrainingConfig(dg.Config):
     seed: int = Field(default=_DEFAULT.seed)
 
     def lrl_config(self) -> LRLConfig:
-        # Device choice stays with LRLearner (LRL_DEVICE, else CUDA when present); tqdm would only clutter logs.
-        return LRLConfig(**self.model_dump(), progress=False)
+        """The learner's configuration: these fields, and an epoch bar only when a person watches.
+
+        Device choice stays with LRLearner (LRL_DEVICE, else CUDA when present). ``lrl retrain`` runs
+        the job in its own process, so at a terminal the bar shows there; in the UI's and the
+        daemon's runs stderr is a log file, which tqdm would only clutter.
+        """
+        return LRLConfig(**self.model_dump(), progress=sys.stderr.isatty())
 
 
 class BaselineConfig(dg.Config):
