@@ -37,7 +37,9 @@ __all__ = ["PipelineError", "RetrainSummary", "run_retrain", "run_update", "scor
 HEAD_WAIT_S = 1800
 """How long a command waits for heads that another live run (the sensor's) is fitting."""
 
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Run config of the command line's runs: nothing on the console; a failure is one line that names
+the file holding the run's full log (:func:`lrl_pipeline.runs.write_run_log`)."""
 
 
 @dataclass

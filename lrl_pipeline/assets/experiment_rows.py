@@ -35,7 +35,10 @@ def experiment_rows(context: dg.AssetExecutionContext, database: LRLDatabase) ->
             raise dg.Failure(str(error)) from error
         if fresh:
             # The full validation judged which columns are features; a few experiments' units cannot.
-            valid = validate_raw(**read_experiment_tables(con, fresh), known_columns=valid_feature_columns(con))
+            try:
+                valid = validate_raw(**read_experiment_tables(con, fresh), known_columns=valid_feature_columns(con))
+            except ValueError as error:  # tables that break the contract as a whole (unit_id types)
+                raise dg.Failure(str(error)) from error
             write_experiment_validation(con, fresh, valid)
     metadata = {"experiments": len(keys), "validated_here": len(fresh),
                 "validated_by_the_retrain": len(keys) - len(fresh), "seconds": round(time.perf_counter() - start, 3)}

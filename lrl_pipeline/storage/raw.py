@@ -156,6 +156,13 @@ def read_experiment_tables(con: duckdb.DuckDBPyConnection, experiment_ids: list[
     for name in RAW_TABLES:
         if not table_exists(con, "raw", name):
             raise LookupError(f"table raw.{name} does not exist: load the raw tables first (e.g. `lrl demo`)")
+    # The subset is selected by joins on unit_id, which DuckDB refuses across types with a binder
+    # error; the full validation's message says what is wrong instead.
+    types = {name: str(dict(zip(con.table(f"raw.{name}").columns, con.table(f"raw.{name}").types))["unit_id"])
+             for name in RAW_TABLES if name != "experiments"}
+    if len(set(types.values())) > 1:
+        listed = ", ".join(f"{name}: {kind}" for name, kind in types.items())
+        raise ValueError(f"unit_id must have the same type in every table, got {listed}")
     ids = [str(e) for e in experiment_ids]
     return {
         name: arrow_to_pandas(con.sql(_SUBSET[name], params=[ids] * _SUBSET[name].count("?")).to_arrow_table())

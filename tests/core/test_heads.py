@@ -64,3 +64,19 @@ def test_experiment_head_on_a_fitted_learner():
     cate, se = head.predict_cate(learner.transform(X_new)), head.predict_cate_se(learner.transform(X_new))
     assert cate.shape == se.shape == (60, 1, 2)
     assert np.isfinite(cate).all() and (se > 0).all()
+
+
+def test_a_tiny_experiment_is_fitted_but_flagged():
+    """Issue 18: an experiment of 3 units per arm gets heads that say they lean on the pooled model."""
+    from lrl_core.heads import TINY_ARM_ROWS, fit_experiment_head
+
+    rng = np.random.default_rng(9)
+    d = 3
+    learner = SimpleNamespace(metric_names_=["clicks"], metric_operators_=rng.normal(size=(1, d, d)),
+                              y_mean_=np.zeros(1), y_scale_=np.ones(1), extractor_var_=np.zeros(1))
+    for per_arm, flagged in ((3, True), (TINY_ARM_ROWS, False)):
+        arm = np.repeat([0, 1], per_arm)
+        V = rng.normal(size=(arm.size, d))
+        fit = fit_experiment_head(V, arm, rng.normal(size=(arm.size, 1)), ["clicks"], learner, V, n_arms=2)
+        assert fit.status == "fitted" and np.isfinite(fit.head.predict_cate(V)).all()
+        assert ("tiny: its smallest arm has 3 observed rows" in fit.detail) is flagged, fit.detail
