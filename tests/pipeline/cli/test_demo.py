@@ -33,3 +33,26 @@ def test_demo_pehe_is_zero_for_true_effects_and_grows_with_error():
     np.testing.assert_allclose(exact["pehe lr_heads"], 0.0, atol=1e-12)
     np.testing.assert_allclose(shifted["pehe lr_heads"], 0.25, rtol=1e-9)
     assert (exact["pehe true_cate_variance"] > 0).all()
+
+
+def test_status_after_a_demo_says_every_experiment_has_heads(tmp_path, monkeypatch, capsys):
+    """Issue 12: `lrl status` against the database `lrl demo` leaves (the demo's steps on a smaller world)."""
+    import re
+
+    from lrl_pipeline.cli import demo
+
+    shape = dict(demo.DEMO_SHAPE, n_experiments=4, n_per_arm=60, n_features=5, n_metrics=2,
+                 n_arms_per_experiment=[2, 3, 2, 2])
+    monkeypatch.setattr(demo, "DEMO_SHAPE", shape)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    db = tmp_path / "demo.duckdb"
+    assert cli.main(["demo", "--db", str(db)]) == 0
+    demo_out = capsys.readouterr().out
+    newest = re.search(r"Heads fitted for the new experiment without retraining: (\S+)", demo_out).group(1)
+
+    assert cli.main(["status", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^extractor +\S+, trained", out, re.MULTILINE)
+    assert "4 registered; 4 with heads on the current extractor" in out
+    assert "nothing to do: every experiment has heads" in out and "head_job" in out
+    assert newest.startswith("exp_")
