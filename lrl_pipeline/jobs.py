@@ -12,8 +12,9 @@ _pipeline = dg.AssetSelection.all() - dg.AssetSelection.key_prefixes("raw")
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.groups("ingest", "features", "training") & _pipeline,
-    description="Validate, prepare features, train the LR-learner and the T-learner baselines. "
+    selection=dg.AssetSelection.groups("ingest", "features", "training", "effects") & _pipeline,
+    description="Validate, prepare features, train the LR-learner and the T-learner baselines, estimate the "
+    "covariance of effects across experiments and the metric proxies. "
     "The new extractor's heads and report follow from the experiment sensor.",
     tags={PIPELINE_TAG: "retrain"},
 )

@@ -64,8 +64,10 @@ def _calibration(learner, X, pooled: PooledData, rows: np.ndarray) -> pd.DataFra
 
 def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, split: np.ndarray,
                         risks: pd.DataFrame, quarantine: pd.DataFrame, rows_in: dict[str, int],
-                        served: pd.DataFrame | None = None) -> RetrainReportData:
-    """Inputs of the retrain report: test-split risks, T-learner ITEs, calibration, embeddings, training."""
+                        served: pd.DataFrame | None = None,
+                        effects: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> RetrainReportData:
+    """Inputs of the retrain report: test-split risks, T-learner ITEs, calibration, embeddings, training;
+    ``effects``: ``pipeline.arm_effects`` and ``pipeline.effect_covariance`` of this extractor."""
     treated = np.flatnonzero(pooled.control_arm[pooled.arm_experiment] != np.arange(pooled.n_arms))
     controls = pooled.control_arm[pooled.arm_experiment[treated]]
     labels = [f"{pooled.experiments[pooled.arm_experiment[a]]}/{pooled.arm_names[a]}" for a in treated]
@@ -91,6 +93,8 @@ def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, s
         selection=pd.DataFrame(learner.selection_),
         served=served,
         categories=model.transform.level_counts_,
+        arm_effects=effects[0] if effects else None,
+        effect_covariance=effects[1] if effects else None,
         meta={"extractor version": model.version, "trained at": model.metadata.get("trained_at"),
               "epochs": learner.n_epochs_, "fit seconds": f"{learner.fit_seconds_:.1f}",
               "experiments": len(pooled.experiments), "exposure rows": f"{pooled.n_rows:,}",

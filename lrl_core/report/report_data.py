@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 RETRAIN_SECTIONS = ["overview", "risks", "low-rank", "calibration", "embeddings", "training", "model-choice",
-                    "data-quality"]
+                    "effects", "data-quality"]
 EXPERIMENT_SECTIONS = ["overview", "cate-distribution", "calibration", "standard-errors", "head-vs-tlearner"]
 
 
@@ -64,6 +64,11 @@ class RetrainReportData:
     categories:
         ``FeatureTransform.level_counts_``: per categorical feature column, the
         training units of each kept level, of "(other)" and of "(null)".
+    arm_effects, effect_covariance:
+        ``pipeline.arm_effects`` (``experiment_id, arm, metric, effect,
+        effect_se, pooled``) and ``pipeline.effect_covariance`` (``metric_a,
+        metric_b, estimator, covariance, correlation, se, n_arms``): effects
+        across experiments; None leaves the section saying so.
     """
 
     risks: pd.DataFrame
@@ -81,6 +86,8 @@ class RetrainReportData:
     selection: pd.DataFrame | None = None
     served: pd.DataFrame | None = None
     categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    arm_effects: pd.DataFrame | None = None
+    effect_covariance: pd.DataFrame | None = None
     title: str = "LR-learner retrain report"
     n_neighbours: int = 3
     bcv_max_units: int = 2000

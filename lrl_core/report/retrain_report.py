@@ -15,6 +15,7 @@ import pandas as pd
 from lrl_core.atomic import write_text_atomically
 from lrl_core.rank import bcv_rank, singular_values
 from lrl_core.report.embeddings import nearest_experiments, similarity_matrix
+from lrl_core.report.effect_figures import effect_scatter
 from lrl_core.report.figures import quarantine_bars, training_curves
 from lrl_core.report.html_parts import _details, _esc, _facts, _meta_table, _note, _Page, _plain, _table
 from lrl_core.report.low_rank_figures import clustered_heatmap, correlation_heatmap, singular_values_plot
@@ -236,6 +237,41 @@ def _model_choice_section(page: _Page, data: RetrainReportData) -> list[str]:
     return facts
 
 
+def _effects_section(page: _Page, data: RetrainReportData) -> list[str]:
+    """Effects across experiments: correlations of true effects by estimator, and the strongest pair's arms."""
+    covariance, effects = data.effect_covariance, data.arm_effects
+    how = ("each treated arm's estimated effects on two metrics carry noise that the naive covariance "
+           "counts as signal; total covariance (tc) subtracts it, the split-sample jive cancels it, "
+           "pooled uses the LR-learner's arm effects. The slopes are Lambda_ab / Lambda_aa of each estimator.")
+    if covariance is None or covariance.empty:
+        page.section("effects", "Effects across experiments", how,
+                     _note("No effect covariance for this extractor yet (it is computed by the retrain)."))
+        return []
+    pairs = covariance[covariance["metric_a"] < covariance["metric_b"]]
+    table = pairs.pivot_table(index=["metric_a", "metric_b"], columns="estimator", values="correlation")
+    body = "<h3>Correlation of true effects across arms, by estimator</h3>" + _table(table.reset_index())
+    reference = "jive" if "jive" in set(pairs["estimator"]) else pairs["estimator"].iloc[0]
+    ranked = pairs[pairs["estimator"] == reference].dropna(subset=["correlation"])
+    facts = []
+    if len(ranked) and effects is not None and not effects.empty:
+        best = ranked.loc[ranked["correlation"].abs().idxmax()]
+        a, b = best["metric_a"], best["metric_b"]
+        wide = effects.pivot_table(index=["experiment_id", "arm"], columns="metric",
+                                   values=["effect", "effect_se", "pooled"])
+        scatter = pd.DataFrame({"effect_a": wide[("effect", a)], "effect_b": wide[("effect", b)],
+                                "se_a": wide[("effect_se", a)], "se_b": wide[("effect_se", b)],
+                                "pooled_a": wide[("pooled", a)], "pooled_b": wide[("pooled", b)]})
+        entry = covariance.set_index(["estimator", "metric_a", "metric_b"])["covariance"]
+        slopes = {name: entry.get((name, a, b), np.nan) / entry.get((name, a, a), np.nan)
+                  for name in ("naive", "tc", "jive", "pooled") if (name, a, a) in entry.index}
+        body += page.figure(effect_scatter(scatter, a, b, slopes),
+                            f"Treated arms' effects on {b} against {a}, the pair with the strongest {reference} "
+                            "correlation.")
+        facts.append(f"strongest effect correlation ({reference}): {a} and {b}, {best['correlation']:+.2f}")
+    page.section("effects", "Effects across experiments", how, body)
+    return facts
+
+
 def _categories_table(categories: Mapping[str, Mapping[str, int]]) -> str:
     """One row per categorical feature column: its kept levels with their units, and what was pooled."""
     if not categories:
@@ -292,8 +328,10 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     (pooled decile plots per metric and BLP slopes per experiment, arm and
     metric), ``embeddings`` (nearest arms by effect embedding),
     ``training`` (loss curves, kept epoch), ``model-choice`` (model selection's
-    candidates, what serves each cell) and ``data-quality`` (rows in, rows
-    quarantined by reason, the levels kept of each categorical feature).
+    candidates, what serves each cell), ``effects`` (correlations of effects
+    across experiments by estimator, the strongest pair's arm effects) and
+    ``data-quality`` (rows in, rows quarantined by reason, the levels kept of
+    each categorical feature).
 
     Returns a :class:`ReportResult`; ``key_figures`` maps ``risks``,
     ``singular_values``, ``correlation``, ``calibration``, ``embeddings``,
@@ -314,6 +352,7 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     _embedding_section(page, data)
     facts += _training_section(page, data)
     facts += _model_choice_section(page, data)
+    facts += _effects_section(page, data)
     facts += _data_quality_section(page, data.quarantine, data.rows_in, data.categories)
     _retrain_overview(page, data, reference, facts)
     # The overview is built last (it quotes the other sections) but shown first.

@@ -1,1 +1,1 @@
-"""Assets by stage: ingest, features, training, heads, reports."""
+"""Assets by stage: ingest, features, training, effects, heads, reports."""

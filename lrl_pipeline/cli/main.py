@@ -10,6 +10,7 @@ from lrl_pipeline.cli.demo import cmd_demo
 from lrl_pipeline.cli.errors import CLIError, is_pipeline_error
 from lrl_pipeline.cli.init import cmd_init
 from lrl_pipeline.cli.pipeline import cmd_report, cmd_retrain, cmd_status, cmd_update
+from lrl_pipeline.cli.proxies import ESTIMATOR_CHOICES, cmd_proxies
 from lrl_pipeline.cli.score import cmd_score
 from lrl_pipeline.cli.ui import UI_HOST, UI_PORT, cmd_ui
 
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report": (cmd_report, "print the path of the latest retrain report (HTML)"),
         "status": (cmd_status, "the current extractor, experiments with and without heads, why the sensor "
                                "waits, recent runs, the next scheduled retrain"),
+        "proxies": (cmd_proxies, "which metrics' effects move with a north star's, across experiments, and its "
+                                 "best linear proxy"),
         "ui": (cmd_ui, f"the Dagster UI over this project (http://{UI_HOST}:{UI_PORT})"),
     }
     for name, (func, text) in commands.items():
@@ -47,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="long form: unit_id, experiment_id, arm, metric, cate, cate_se, model, in_range")
     score.add_argument("--experiments", metavar="E1,E2", help="only these experiments (comma-separated ids)")
     score.add_argument("--metrics", metavar="M1,M2", help="only these metrics (comma-separated names)")
+    proxies = sub.choices["proxies"]
+    proxies.add_argument("--north-star", metavar="METRIC", help="the metric to find proxies for (default: each)")
+    proxies.add_argument("--estimator", choices=ESTIMATOR_CHOICES, default="jive",
+                         help="jive (default), liml, tc (total covariance), pooled (the LR-learner's), naive")
     return parser
 
 

@@ -8,10 +8,12 @@ implementation of the prepared features, inside DuckDB), ``experiment_rows``
 (a new experiment's validation, and the valid rows heads read), ``training_data`` (the pooled rows and the
 prepared matrix as the model reads them), ``registry`` (the experiment
 registry and the version of each head), ``heads`` (the per-experiment
-partitions' tables), ``models`` (extractor versions and served models).
+partitions' tables), ``models`` (extractor versions and served models),
+``effects`` (per-arm outcome statistics for the effect covariance).
 Everything else in ``lrl_pipeline`` imports from here and writes no SQL.
 """
 from lrl_pipeline.storage.database import Connection, DatabaseBusy, LRLDatabase, is_lock_error, transaction
+from lrl_pipeline.storage.effects import arm_covariances, arm_moments, read_effects
 from lrl_pipeline.storage.experiment_rows import (
     ExperimentTables, needs_validation, read_valid_experiment_rows, valid_feature_columns,
     write_experiment_validation,
@@ -39,6 +41,7 @@ from lrl_pipeline.storage.training_data import load_pooled, load_validated
 
 __all__ = [
     "Connection", "DatabaseBusy", "LRLDatabase", "is_lock_error", "transaction",
+    "arm_covariances", "arm_moments", "read_effects",
     "ExperimentTables", "needs_validation", "valid_feature_columns", "read_valid_experiment_rows",
     "write_experiment_validation",
     "fit_transform", "prepare_frame", "prepared_matrix", "prepared_relation",

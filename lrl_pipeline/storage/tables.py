@@ -47,6 +47,13 @@ FIXED_TABLES = {
     "served_models": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, gain DOUBLE, "
                      "gain_se DOUBLE, pooled_weight DOUBLE, n BIGINT, extractor_version VARCHAR, "
                      "baseline_version VARCHAR, chosen_at TIMESTAMP",
+    "arm_effects": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, effect DOUBLE, effect_se DOUBLE, "
+                   "half_a DOUBLE, half_b DOUBLE, pooled DOUBLE, extractor_version VARCHAR, computed_at TIMESTAMP",
+    "effect_covariance": "metric_a VARCHAR, metric_b VARCHAR, estimator VARCHAR, covariance DOUBLE, "
+                         "correlation DOUBLE, se DOUBLE, n_arms BIGINT, extractor_version VARCHAR, "
+                         "computed_at TIMESTAMP",
+    "metric_proxies": "north_star VARCHAR, proxy VARCHAR, estimator VARCHAR, weight DOUBLE, weight_se DOUBLE, "
+                      "r2 DOUBLE, r2_se DOUBLE, n_arms BIGINT, extractor_version VARCHAR, computed_at TIMESTAMP",
 }
 """Tables with a fixed schema, created on first use."""
 

@@ -79,6 +79,19 @@ def retrain_data(rng, full: bool = True) -> RetrainReportData:
         quarantine=quarantine,
         rows_in={"unit_features": 2000, "exposures": 3500, "outcomes": 7000},
         categories={"country": {"us": 900, "<b>de</b>": 600, "(other)": 400, "(null)": 100}},
+        arm_effects=pd.DataFrame([
+            {"experiment_id": label.split("/")[0], "arm": label.split("/")[1], "metric": metric,
+             "effect": effect, "effect_se": 0.05, "pooled": 0.9 * effect}
+            for label, base in zip(labels, rng.normal(size=len(labels)))
+            for metric, effect in zip(metrics, (base, 0.5 * base + 0.1 * rng.normal()))]),
+        effect_covariance=pd.DataFrame([
+            {"metric_a": a, "metric_b": b, "estimator": name, "covariance": cov, "correlation": cov / np.sqrt(var_a * var_b),
+             "se": 0.01, "n_arms": len(labels)}
+            for name, shift in (("naive", 0.1), ("tc", 0.0), ("jive", 0.0), ("pooled", -0.05))
+            for a, b, cov, var_a, var_b in (("revenue", "revenue", 1.0 + shift, 1.0 + shift, 1.0 + shift),
+                                            ("revenue", "sessions", 0.5, 1.0 + shift, 0.26 + shift),
+                                            ("sessions", "revenue", 0.5, 0.26 + shift, 1.0 + shift),
+                                            ("sessions", "sessions", 0.26 + shift, 0.26 + shift, 0.26 + shift))]),
         meta={"extractor version": "20240101T000000-abc", "device": "cpu", "fit seconds": 2.0},
     )
 

@@ -15,8 +15,8 @@ def test_retrain_report_has_every_section_and_a_nonempty_figure(tmp_path):
     result = build_retrain_report(data, tmp_path / "reports" / "retrain.html")
     assert result.path.exists() and result.sections == RETRAIN_SECTIONS
     # Risk bars, singular values, a correlation heatmap per metric (2), calibration deciles and slopes,
-    # the embedding heatmap, training curves and data quality.
-    text, parser = check_report(result.path, RETRAIN_SECTIONS, n_images=9)
+    # the embedding heatmap, training curves, the effects scatter and data quality.
+    text, parser = check_report(result.path, RETRAIN_SECTIONS, n_images=10)
     # Tables 3-4 layout: every model and a relative improvement per baseline, coloured by direction.
     for name in ("LR-learner", "T-learner (OLS)", "T-learner (XGBoost)", "Δ vs T-learner (OLS)"):
         assert f"<th>{name}</th>" in text, name
@@ -28,6 +28,9 @@ def test_retrain_report_has_every_section_and_a_nonempty_figure(tmp_path):
     # The levels each categorical column kept, escaped like every other table cell.
     assert "Categorical features" in text and "us (900), &lt;b&gt;de&lt;/b&gt; (600)" in text
     assert "<td>400</td><td>100</td>" in text
+    # Effects across experiments: correlations by estimator, the strongest pair's arm effects.
+    assert "Correlation of true effects across arms, by estimator" in text
+    assert "Treated arms&#x27; effects on sessions against revenue" in text or "effects on sessions against revenue" in text
     assert re.search(r"revenue \d+ of 7 arms, sessions \d+ of 6 arms", text)
     assert set(result.key_figures) >= {"risks", "singular_values", "correlation", "calibration", "training"}
     for markdown in result.key_figures.values():
