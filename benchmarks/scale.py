@@ -469,9 +469,28 @@ def step_heads(p: dict) -> dict:
     return out
 
 
+def step_effects(p: dict) -> dict:
+    """The effects assets (``arm_effects``, ``effect_covariance``, ``metric_proxies``) as the retrain runs them."""
+    import dagster as dg
+
+    from lrl_pipeline.assets import effects
+    from lrl_pipeline.resources import ArtifactStoreResource
+
+    t0 = p["t0"]
+    _log(t0, "effects across experiments: per-arm sums in DuckDB, five estimators, proxies")
+    context = dg.build_asset_context()
+    results, seconds = _timed(lambda: list(effects.effects_across_experiments(
+        context=context, database=_database(p["db"]), artifacts=ArtifactStoreResource(root=_artifacts(p["db"])))))
+    meta = results[0].metadata
+    out = {"effects_s": seconds, "effects_aggregation_s": float(meta["aggregation_seconds"]),
+           "effects_arms": int(meta["treated_arms"]), "peak_rss": _peak_rss()}
+    _log(t0, f"effects of {out['effects_arms']} arms in {seconds:.1f} s ({out['effects_aggregation_s']:.1f} s in DuckDB)")
+    return out
+
+
 STEPS = {"generate": step_generate, "validate": step_validate, "features": step_features,
-         "train": step_train, "heads": step_heads, "baselines": step_baselines}
-NEEDS = {"validate": "generate", "features": "validate", "train": "features", "heads": "train",
+         "train": step_train, "effects": step_effects, "heads": step_heads, "baselines": step_baselines}
+NEEDS = {"validate": "generate", "features": "validate", "train": "features", "effects": "train", "heads": "train",
          "baselines": "features"}
 
 
@@ -597,11 +616,14 @@ def summarise(r: dict) -> dict:
                                 "features": f["unit_features_s"] + f["training_examples_s"],
                                 "load": t["load_s"], "fit": t["fit_s"], "save": t["save_s"],
                                 "heads": ok["heads"]["heads_all_s"]}
+        if "effects" in ok:
+            s["retrain_parts_s"]["effects"] = ok["effects"]["effects_s"]
         s["retrain_s"] = sum(s["retrain_parts_s"].values())
         if "baselines" in ok:
             s["xgb_ratio"] = ok["baselines"]["xgb_all_s"] / s["retrain_s"]
             s["ols_ratio"] = ok["baselines"]["ols_s"] / s["retrain_s"]
-    pipeline = [ok[k]["peak_rss"] for k in ("validate", "features", "train", "heads", "baselines") if k in ok]
+    pipeline = [ok[k]["peak_rss"] for k in ("validate", "features", "train", "effects", "heads", "baselines")
+                if k in ok]
     if pipeline:
         s["peak_rss_max"] = max(pipeline)
     if "train" in ok and pipeline:
@@ -691,8 +713,15 @@ def table(r: dict, per_arm: int) -> str:
             ("scoring: score_units (`lrl score`, long form + SE)", _rate(s["score_cli_per_s"]),
              f"{h['score_cli_cates']:,} rows in {h['score_cli_s']:.2f} s"),
         ]
+    if "effects" in ok:
+        e = ok["effects"]
+        rows.append(("effects across experiments (arm_effects, effect_covariance, metric_proxies)",
+                     f"{e['effects_s']:.1f} s", f"{e['effects_arms']} treated arms; per-arm sums in DuckDB "
+                     f"{e['effects_aggregation_s']:.1f} s (with loading the pooled rows); peak RSS {_gb(e['peak_rss'])}"))
     if "retrain_s" in s:
-        rows.append(("full retrain: validation + features + load + fit + save + all heads", f"{s['retrain_s']:.1f} s",
+        rows.append(("full retrain: validation + features + load + fit + save + effects + all heads"
+                     if "effects" in s["retrain_parts_s"] else
+                     "full retrain: validation + features + load + fit + save + all heads", f"{s['retrain_s']:.1f} s",
                      " + ".join(f"{k} {v:.1f}" for k, v in s["retrain_parts_s"].items())))
     if "baselines" in ok:
         b = ok["baselines"]
@@ -706,8 +735,8 @@ def table(r: dict, per_arm: int) -> str:
         rows.append(("XGBoost T-learners (100 trees, depth 6)", f"{b['xgb_all_s']:.0f} s",
                      f"{b['xgb_models_total']} models of {b['rows_per_model']:,.0f} rows, {note}{ratio}"))
     if "peak_rss_max" in s:
-        peaks = ", ".join(f"{k} {_gb(ok[k]['peak_rss'])}" for k in ("validate", "features", "train", "heads",
-                                                                     "baselines") if k in ok)
+        peaks = ", ".join(f"{k} {_gb(ok[k]['peak_rss'])}" for k in ("validate", "features", "train", "effects",
+                                                                     "heads", "baselines") if k in ok)
         ratio = f"{s['memory_ratio']:.1f}x the feature matrix; " if "memory_ratio" in s else ""
         rows.append(("peak RSS, largest pipeline step", _gb(s["peak_rss_max"]), ratio + peaks))
     loads = [x[k] for x in ok.values() for k in ("load_before", "load_after") if k in x]
