@@ -29,10 +29,12 @@ KDD 2024). The estimators here, all across treated arms with weights ``w``:
   (``mean v(x)' A_j (e_arm - e_control)`` over the arm's units), whose noise
   is small; no correction, so any smoothing of the model shows as bias.
 
-From a covariance ``Lambda``: correlations, and for a north-star metric ``n``
-the best linear proxy on metrics ``s``, ``beta = Lambda_ss^-1 Lambda_sn``,
-explaining ``r2 = Lambda_ns beta / Lambda_nn`` of the north star's effect
-variance. Standard errors: a delete-a-group jackknife over arms (arms are
+From a covariance ``Lambda``: correlations (clipped to [-1, 1]: a corrected
+covariance of few or weak experiments need not be positive semi-definite),
+and for a north-star metric ``n`` the best linear proxy on metrics ``s``,
+``beta = Lambda_ss^-1 Lambda_sn``, explaining ``r2 = Lambda_ns beta /
+Lambda_nn`` of the north star's effect variance, on the nearest positive
+semi-definite ``Lambda``. Standard errors: a delete-a-group jackknife over arms (arms are
 the independent draws).
 
 Each covariance entry uses the arms that report both metrics; a proxy fit
@@ -122,8 +124,17 @@ def _check(arms: ArmEffects, estimator: str) -> None:
 
 
 def _correlation(covariance: np.ndarray) -> np.ndarray:
+    # A corrected covariance of few or weak experiments need not be positive semi-definite: its
+    # correlations are clipped to [-1, 1], and are NaN where a variance is not positive.
     sd = np.sqrt(np.where(np.diag(covariance) > 0, np.diag(covariance), np.nan))
-    return covariance / np.outer(sd, sd)
+    with np.errstate(invalid="ignore"):
+        return np.clip(covariance / np.outer(sd, sd), -1.0, 1.0)
+
+
+def _nearest_psd(covariance: np.ndarray) -> np.ndarray:
+    """The positive semi-definite matrix nearest ``covariance`` (negative eigenvalues set to 0)."""
+    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    return (vectors * np.clip(values, 0.0, None)) @ vectors.T
 
 
 def _cross(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
@@ -230,14 +241,13 @@ def _proxy_fit(arms: ArmEffects, estimator: str, block: list[int]) -> np.ndarray
     part = ArmEffects(arms.effect[:, block], arms.noise[:, block][:, :, block], arms.half_a[:, block],
                       arms.half_b[:, block], None if arms.pooled is None else arms.pooled[:, block], arms.weight)
     covariance = _point(part, estimator)
-    nan = np.full(len(block), np.nan)
     if not np.isfinite(covariance).all():
-        return nan
-    try:
-        beta = np.linalg.solve(covariance[1:, 1:], covariance[1:, 0])
-    except np.linalg.LinAlgError:
-        return nan
-    return np.append(beta, covariance[0, 1:] @ beta / covariance[0, 0])
+        return np.full(len(block), np.nan)
+    # Projected onto the covariances a set of true effects can have, so that r2 lies in [0, 1].
+    covariance = _nearest_psd(covariance)
+    beta = np.linalg.pinv(covariance[1:, 1:], rcond=1e-10) @ covariance[1:, 0]
+    r2 = covariance[0, 1:] @ beta / covariance[0, 0] if covariance[0, 0] > 0 else np.nan
+    return np.append(beta, r2)
 
 
 def proxy_weights(arms: ArmEffects, north_star: int, proxies: Sequence[int], estimator: str,

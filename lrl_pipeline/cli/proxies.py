@@ -32,13 +32,27 @@ def proxy_lines(covariance: pd.DataFrame, proxies: pd.DataFrame, north_star: str
                        & (covariance["metric_b"] != north_star)].sort_values("correlation", ascending=False,
                                                                            key=lambda c: c.abs())
     fit = proxies[(proxies["estimator"] == estimator) & (proxies["north_star"] == north_star)]
+    own = covariance[(covariance["estimator"] == estimator) & (covariance["metric_a"] == north_star)
+                     & (covariance["metric_b"] == north_star)]
     lines = [f"{north_star} ({estimator}, {int(pairs['n_arms'].max()) if len(pairs) else 0} treated arms)"]
-    lines += [f"  effect correlation with {row.metric_b}: {row.correlation:+.3f}" for row in pairs.itertuples()]
-    if len(fit):
+    identified = False
+    if len(own):
+        variance, se = float(own["covariance"].iloc[0]), float(own["se"].iloc[0])
+        identified = variance > 1.96 * se
+        lines.append(f"  variance of its true effects across arms: {_interval(variance, se)}"
+                     + ("" if identified else
+                        "  (not distinguishable from 0: too few or too weak experiments to tell what moves with it)"))
+    lines += [f"  effect correlation with {row.metric_b}: "
+              + (f"{row.correlation:+.3f}" if pd.notna(row.correlation) else "n/a (its effects vary less than their noise)")
+              for row in pairs.itertuples()]
+    if len(fit) and not identified:
+        lines.append("  best linear proxy: not estimated, as the north star's effects are not told apart from noise")
+    elif len(fit):
         terms = ", ".join(f"{row.proxy} {_interval(row.weight, row.weight_se)}" for row in fit.itertuples())
         first = fit.iloc[0]
-        lines.append(f"  best linear proxy (weights, 95% intervals): {terms}; explains "
-                     f"{first['r2']:.0%} ± {1.96 * first['r2_se']:.0%} of its effect variance")
+        explained = (f"explains {first['r2']:.0%} ± {1.96 * first['r2_se']:.0%} of its effect variance"
+                     if pd.notna(first["r2"]) else "explains an unknown share (no effect variance to explain)")
+        lines.append(f"  best linear proxy (weights, 95% intervals): {terms}; {explained}")
     return lines
 
 
