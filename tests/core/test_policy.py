@@ -5,27 +5,15 @@ import numpy as np
 import pytest
 
 from lrl_core.policy import Objective, fit_policy_tree, policy_value
+from lrl_core.synthetic.policy_world import planted_policy_world
 
 OBJECTIVE = Objective(weights={0: 1.0}, guardrails={1: -0.3})
 
 
 def planted_world(seed: int, n: int = 20_000):
-    """Four arms, two metrics. Arm 1 wins where x0 > 0, arm 2 where x0 <= 0 < x1; arm 3 looks best
-    everywhere (+1.5) but breaks the guardrail metric (-1) wherever x1 <= 0. Returns the features,
-    true outcomes, a model's outcomes (truth + noise sd 0.2), the randomised arm, observed outcomes
-    (noise sd 1), arm shares and a role per unit (0 fit, 1 validation, 2 test)."""
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, size=(n, 3))
-    effect = np.zeros((n, 4, 2))
-    effect[:, 1, 0] = np.where(X[:, 0] > 0, 1.0, -0.5)
-    effect[:, 2, 0] = np.where((X[:, 0] <= 0) & (X[:, 1] > 0), 1.0, 0.0)
-    effect[:, 3, 0] = 1.5
-    effect[:, 3, 1] = np.where(X[:, 1] <= 0, -1.0, 0.0)
-    mu = np.stack([X[:, 2], 0.5 * X[:, 0]], axis=1)[:, None, :] + effect
-    arm = rng.integers(0, 4, n)
-    y = mu[np.arange(n), arm] + rng.normal(size=(n, 2))
-    model = mu + 0.2 * rng.normal(size=mu.shape)
-    return X, mu, model, arm, y, np.full(4, 0.25), rng.choice(3, size=n, p=[0.5, 0.25, 0.25])
+    """:func:`planted_policy_world` as a tuple."""
+    w = planted_policy_world(seed, n)
+    return w.X, w.mu, w.model, w.arm, w.y, w.shares, w.role
 
 
 def test_the_policy_recovers_the_oracle_keeps_the_guardrail_and_its_dr_interval_covers():
