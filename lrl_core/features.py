@@ -214,6 +214,22 @@ class FeatureTransform:
         fitted = set(self.columns_)
         return [str(c) for c in frame.columns if c != "unit_id" and c not in fitted]
 
+    def describe_split(self, column: int, threshold: float) -> tuple[str, str]:
+        """A tree's split of prepared ``column`` at ``threshold`` in the raw feature's terms:
+        ``(left branch, right branch)``; standardised values back in the feature's units (a
+        missing value was imputed with the median, so it goes where the median goes)."""
+        self._check_fitted()
+        name, m = self.output_names_[column], self.n_features_in_
+        if column < m:
+            raw = threshold * self.scale_[column] + self.mean_[column]
+            return f"{name} <= {raw:.4g}", f"{name} > {raw:.4g}"
+        if column < m + int(self.has_missing_.sum()):
+            base = name.removesuffix("__missing")
+            return f"{base} is known", f"{base} is missing"
+        base, level = name.split("=", 1)
+        label = {OTHER_LEVEL: "a rare or new level", NULL_LEVEL: "NULL"}.get(level, repr(level))
+        return f"{base} is not {label}", f"{base} is {label}"
+
     def other_levels(self, frame: pd.DataFrame) -> dict[str, int]:
         """Per categorical column of ``frame``, how many of its non-NULL values are not a kept level
         (rare in training, or never seen there): those rows are encoded as "other"."""

@@ -33,13 +33,14 @@ Plain arrays in, small result objects out; no I/O.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.tree import DecisionTreeRegressor, _tree
 
-__all__ = ["Explanation", "Objective", "PolicyTree", "PolicyValue", "dr_scores", "explain_effects",
-           "fit_policy_tree", "policy_value"]
+__all__ = ["Describe", "Explanation", "Objective", "PolicyTree", "PolicyValue", "dr_scores", "explain_effects",
+           "fit_policy_tree", "policy_value", "threshold_text"]
 
 MAX_DEPTH = 4
 MIN_SEGMENT = 50
@@ -99,7 +100,6 @@ class PolicyTree:
     depth: int
     arms: dict[int, int]              # leaf id -> assigned arm
     segments: list[dict]              # per leaf: leaf, rule, units, arm, reward (A,), lower guardrail bounds
-    feature_names: list[str]
 
     def assign(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` the arm the policy gives each unit of ``X``."""
@@ -107,8 +107,17 @@ class PolicyTree:
         return np.array([self.arms[leaf] for leaf in leaves], dtype=np.int64)
 
 
-def _rules(tree: DecisionTreeRegressor, names: list[str]) -> dict[int, str]:
-    """Leaf id -> its path as ``feature <= t and ...``."""
+Describe = Callable[[int, float], tuple[str, str]]
+"""``(feature index, threshold) -> (text of the left branch, text of the right branch)``."""
+
+
+def threshold_text(names: list[str]) -> Describe:
+    """The default :data:`Describe`: ``name <= t`` and ``name > t``."""
+    return lambda j, t: (f"{names[j]} <= {t:.4g}", f"{names[j]} > {t:.4g}")
+
+
+def _rules(tree: DecisionTreeRegressor, describe: Describe) -> dict[int, str]:
+    """Leaf id -> its path as ``condition and ...``."""
     inner = tree.tree_
     rules: dict[int, str] = {}
 
@@ -116,15 +125,15 @@ def _rules(tree: DecisionTreeRegressor, names: list[str]) -> dict[int, str]:
         if inner.feature[node] == _tree.TREE_UNDEFINED:
             rules[node] = " and ".join(path) or "everyone"
             return
-        name, threshold = names[inner.feature[node]], inner.threshold[node]
-        walk(inner.children_left[node], [*path, f"{name} <= {threshold:.4g}"])
-        walk(inner.children_right[node], [*path, f"{name} > {threshold:.4g}"])
+        left, right = describe(int(inner.feature[node]), float(inner.threshold[node]))
+        walk(inner.children_left[node], [*path, left])
+        walk(inner.children_right[node], [*path, right])
 
     walk(0, [])
     return rules
 
 
-def _fit_depth(X, mu, arm, y, shares, objective: Objective, depth: int, names: list[str]) -> PolicyTree:
+def _fit_depth(X, mu, arm, y, shares, objective: Objective, depth: int, describe: Describe) -> PolicyTree:
     """The policy tree of one depth, segments decided on the DR scores of the fitting units."""
     cate = mu[:, 1:] - mu[:, :1]  # (n, A-1, J)
     guards = sorted(objective.guardrails)
@@ -135,7 +144,7 @@ def _fit_depth(X, mu, arm, y, shares, objective: Objective, depth: int, names: l
     scores = dr_scores(mu, arm, y, shares)
     effect_scores = scores[:, 1:] - scores[:, :1]  # (n, A-1, J): DR effect of each arm against control
     leaves = tree.apply(np.asarray(X, dtype=np.float32))
-    rules, arms, segments = _rules(tree, names), {}, []
+    rules, arms, segments = _rules(tree, describe), {}, []
     for leaf in np.unique(leaves):
         members = effect_scores[leaves == leaf]
         mean = members.mean(axis=0)
@@ -152,24 +161,27 @@ def _fit_depth(X, mu, arm, y, shares, objective: Objective, depth: int, names: l
         arms[int(leaf)] = chosen
         segments.append({"leaf": int(leaf), "rule": rules[int(leaf)], "units": int(len(members)), "arm": chosen,
                          "reward": reward, "guardrail_lower": lower})
-    return PolicyTree(tree, depth, arms, segments, list(names))
+    return PolicyTree(tree, depth, arms, segments)
 
 
 def fit_policy_tree(X: np.ndarray, mu: np.ndarray, arm: np.ndarray, y: np.ndarray, shares: np.ndarray,
-                    objective: Objective, feature_names: list[str], validation: np.ndarray,
+                    objective: Objective, feature_names: Sequence[str] | Describe, validation: np.ndarray,
                     depths=range(1, MAX_DEPTH + 1)) -> PolicyTree:
     """The policy tree whose depth gives the best doubly robust value of the reward on the
     ``validation (n,) bool`` units, fitted on the others (see the module docstring).
 
     ``X (n, p)`` readable features (original units; NaN is not allowed, impute first),
     ``mu (n, A, J)`` predicted outcomes of every arm (arm 0 the control), ``arm (n,)`` the
-    randomised arm, ``y (n, J)`` outcomes (NaN unobserved), ``shares (A,)`` arm probabilities.
+    randomised arm, ``y (n, J)`` outcomes (NaN unobserved), ``shares (A,)`` arm probabilities;
+    ``feature_names``, or a :data:`Describe` that writes a split readably (e.g. in the original
+    units of standardised features).
     """
+    describe = feature_names if callable(feature_names) else threshold_text(list(feature_names))
     fit = ~validation
     best, best_value = None, -np.inf
     rows = np.arange(int(validation.sum()))
     for depth in depths:
-        policy = _fit_depth(X[fit], mu[fit], arm[fit], y[fit], shares, objective, depth, feature_names)
+        policy = _fit_depth(X[fit], mu[fit], arm[fit], y[fit], shares, objective, depth, describe)
         # Depths compared by the model's own outcomes on the held-out units: a DR value's noise
         # (inverse shares times the outcome variance) would pick depths by chance.
         assigned = policy.assign(X[validation])
@@ -188,8 +200,8 @@ class Explanation:
     segments: list[dict]            # per leaf: leaf, rule, units, effect (K,) mean, effect_se (K,)
 
 
-def explain_effects(X: np.ndarray, cate: np.ndarray, feature_names: list[str], held_out: np.ndarray,
-                    depth: int = 3) -> Explanation:
+def explain_effects(X: np.ndarray, cate: np.ndarray, feature_names: Sequence[str] | Describe,
+                    held_out: np.ndarray, depth: int = 3) -> Explanation:
     """Distil ``cate (n, K)`` (every treated arm and metric of an experiment) into a depth-``depth``
     tree over the readable features ``X (n, p)``, fitted on the units not ``held_out``.
 
@@ -207,7 +219,8 @@ def explain_effects(X: np.ndarray, cate: np.ndarray, feature_names: list[str], h
     truth = cate[held_out]
     predicted = tree.predict(X[held_out]).reshape(truth.shape)
     fidelity = 1.0 - ((truth - predicted) ** 2).sum() / ((truth - truth.mean(axis=0)) ** 2).sum()
-    leaves, rules, segments = tree.apply(X[fit]), _rules(tree, list(feature_names)), []
+    describe = feature_names if callable(feature_names) else threshold_text(list(feature_names))
+    leaves, rules, segments = tree.apply(X[fit]), _rules(tree, describe), []
     for leaf in np.unique(leaves):
         members = cate[fit][leaves == leaf]
         segments.append({"leaf": int(leaf), "rule": rules[int(leaf)], "units": int(len(members)),

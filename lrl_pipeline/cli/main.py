@@ -10,6 +10,7 @@ from lrl_pipeline.cli.demo import cmd_demo
 from lrl_pipeline.cli.errors import CLIError, is_pipeline_error
 from lrl_pipeline.cli.init import cmd_init
 from lrl_pipeline.cli.pipeline import cmd_report, cmd_retrain, cmd_status, cmd_update
+from lrl_pipeline.cli.policy import cmd_policy
 from lrl_pipeline.cli.proxies import ESTIMATOR_CHOICES, cmd_proxies
 from lrl_pipeline.cli.score import cmd_score
 from lrl_pipeline.cli.ui import UI_HOST, UI_PORT, cmd_ui
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "waits, recent runs, the next scheduled retrain"),
         "proxies": (cmd_proxies, "which metrics' effects move with a north star's, across experiments, and its "
                                  "best linear proxy"),
+        "policy": (cmd_policy, "who should get which arm of an experiment: a policy tree under metric weights and "
+                               "guardrails, valued on held-out units"),
         "ui": (cmd_ui, f"the Dagster UI over this project (http://{UI_HOST}:{UI_PORT})"),
     }
     for name, (func, text) in commands.items():
@@ -54,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     proxies.add_argument("--north-star", metavar="METRIC", help="the metric to find proxies for (default: each)")
     proxies.add_argument("--estimator", choices=ESTIMATOR_CHOICES, default="jive",
                          help="jive (default), liml, tc (total covariance), pooled (the LR-learner's), naive")
+    policy = sub.choices["policy"]
+    policy.add_argument("experiment", metavar="EXPERIMENT", help="an experiment with heads on the current extractor")
+    policy.add_argument("--weight", action="append", metavar="METRIC=W",
+                        help="a metric's weight in the reward (repeat; default: the first metric, weight 1)")
+    policy.add_argument("--guardrail", action="append", metavar="METRIC>=MIN",
+                        help="the least acceptable effect on a metric (repeat)")
+    policy.add_argument("--depth", type=int, help="tree depth, 1 to 4 (default: chosen on held-out units)")
     return parser
 
 

@@ -191,3 +191,16 @@ def test_encoding_a_categorical_the_effects_depend_on_lowers_pehe():
         errors[name] = pehe(estimate, tau[held_out])
     # Dropped, the level's effect is noise (its variance is about 1); encoded, most of it is learnt.
     assert errors["encoded"] < 0.5 * errors["dropped"], errors
+
+
+def test_a_split_of_prepared_columns_reads_in_the_raw_features_terms():
+    frame = pd.DataFrame({"unit_id": range(30), "age": [20.0, 30.0, np.nan, 40.0, 50.0, 60.0] * 5,
+                          "plan": ["free", "gold", "free", None, "free", "gold"] * 5})
+    transform = FeatureTransform().fit_frame(frame)
+    names = transform.output_names_
+    assert names == ["age", "age__missing", "plan=free", "plan=gold", "plan=(other)", "plan=(null)"]
+    z = (45.0 - transform.mean_[0]) / transform.scale_[0]
+    assert transform.describe_split(0, z) == ("age <= 45", "age > 45")
+    assert transform.describe_split(1, 0.5) == ("age is known", "age is missing")
+    assert transform.describe_split(3, 0.5) == ("plan is not 'gold'", "plan is 'gold'")
+    assert transform.describe_split(5, 0.5) == ("plan is not NULL", "plan is NULL")

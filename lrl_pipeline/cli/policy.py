@@ -1,0 +1,51 @@
+"""``lrl policy``: who should get which arm of one experiment, under metric weights and guardrails."""
+from __future__ import annotations
+
+import argparse
+import re
+
+from lrl_pipeline import paths
+from lrl_pipeline.cli.context import existing_db
+from lrl_pipeline.cli.errors import CLIError
+
+
+def _weights(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([-+0-9.eE]+)\s*", item)
+        if not match:
+            raise CLIError(f"--weight {item!r}: write METRIC=NUMBER, e.g. revenue=1")
+        out[match.group(1)] = float(match.group(2))
+    return out
+
+
+def _guardrails(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        match = re.fullmatch(r"\s*([^>=\s]+)\s*>=\s*([-+0-9.eE]+)\s*", item)
+        if not match:
+            raise CLIError(f"--guardrail {item!r}: write METRIC>=NUMBER, e.g. 'latency>=-0.01'")
+        out[match.group(1)] = float(match.group(2))
+    return out
+
+
+def cmd_policy(args: argparse.Namespace) -> None:
+    """The policy tree's segments and its value against control, the best single arm and the argmax."""
+    from lrl_pipeline.policies import experiment_policy
+
+    if args.depth is not None and not 1 <= args.depth <= 4:
+        raise CLIError("--depth takes 1 to 4")
+    db = existing_db(args.db)
+    result = experiment_policy(db, paths.artifacts_dir(db), args.experiment, _weights(args.weight or []),
+                               _guardrails(args.guardrail or []), args.depth)
+    weights = ", ".join(f"{result.metrics[m]} x {w:g}" for m, w in result.objective.weights.items())
+    guards = ", ".join(f"{result.metrics[m]} >= {g:g}" for m, g in result.objective.guardrails.items()) or "none"
+    print(f"Experiment {result.experiment_id}: reward {weights}; guardrails {guards} (judged on the lower end of "
+          f"each segment's 95% interval); depth {result.policy.depth}")
+    print("\nSegments (training split):")
+    print(result.segments.to_string(index=False))
+    table = result.values[result.values["estimator"] == "dr"].copy()
+    table["value (95%)"] = [f"{v:.4g} ± {1.96 * s:.2g}" for v, s in zip(table["value"], table["se"])]
+    print("\nValue per metric on the test split (doubly robust: the mean outcome had every unit followed the policy):")
+    print(table.pivot(index="policy", columns="metric", values="value (95%)").loc[list(dict.fromkeys(table["policy"]))]
+          .to_string())
