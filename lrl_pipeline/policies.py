@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrl_core.data import split_by_unit
 from lrl_core.heads import ExperimentHead
 from lrl_core.policy import Objective, PolicyTree, fit_policy_tree, policy_value
+from lrl_pipeline.experiment_rows import ExperimentRows, read_experiment_rows
 from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.scoring import PipelineError
-from lrl_pipeline.storage import LRLDatabase, read_heads, read_valid_experiment_rows
+from lrl_pipeline.storage import LRLDatabase, read_heads
 
-__all__ = ["ExperimentPolicy", "experiment_policy"]
+__all__ = ["ExperimentPolicy", "experiment_policy", "fit_experiment_policy"]
 
 POLICIES = ("tree", "control", "best_arm", "argmax")
 """The policy tree against everyone on control, everyone on the single best arm, and each unit on
@@ -51,6 +51,51 @@ def _objective(weights: dict[str, float], guardrails: dict[str, float], metrics:
                      {metrics.index(m): g for m, g in guardrails.items()})
 
 
+MAX_FIT_UNITS = 20_000
+"""A policy tree fits on at most this many units (a seeded sample): its few thresholds need no more,
+and an experiment of 100,000 units would otherwise cost seconds per depth tried."""
+
+
+def fit_experiment_policy(rows: ExperimentRows, records: pd.DataFrame, experiment_id: str, transform,
+                          weights: dict[str, float] | None = None, guardrails: dict[str, float] | None = None,
+                          depth: int | None = None) -> ExperimentPolicy:
+    """The policy tree of one experiment from its valid rows (as heads read them) and its stored
+    head ``records``; ``PipelineError`` when it has too few units (see :func:`experiment_policy`)."""
+    if rows.experiment(experiment_id) is None or records.empty:
+        raise PipelineError(f"no valid rows or heads of experiment {experiment_id!r} on the current extractor")
+    head = ExperimentHead.from_records(records.to_dict("records"))
+    data = rows.arrays(experiment_id)
+    metrics = list(head.metric_names_)
+    objective = _objective(weights or {}, guardrails or {}, metrics)
+    X, arm = rows.X[data.unit], data.arm
+    y = data.Y[:, [data.metrics.index(m) for m in metrics]]
+    mu = head.predict_outcomes(rows.V[data.unit])
+    shares = np.bincount(arm, minlength=len(data.arm_names)) / len(arm)
+    role = rows.split[data.unit]
+    if (role == 2).sum() < 10 or (role == 1).sum() < 10:
+        raise PipelineError(f"experiment {experiment_id!r} has too few units to fit and value a policy")
+    known = np.flatnonzero(role < 2)
+    if known.size > MAX_FIT_UNITS:
+        known = np.sort(np.random.default_rng(0).choice(known, MAX_FIT_UNITS, replace=False))
+    policy = fit_policy_tree(X[known], mu[known], arm[known], y[known], shares, objective, transform.describe_split,
+                             validation=role[known] == 1, depths=[depth] if depth else range(1, 5))
+
+    test = role == 2
+    reward = objective.reward(mu[test] - mu[test][:, :1])  # (n, A): predicted reward of each arm
+    assigned = {"tree": policy.assign(X[test]), "control": np.zeros(int(test.sum()), dtype=np.int64),
+                "best_arm": np.full(int(test.sum()), int(np.argmax(reward.mean(axis=0)))),
+                "argmax": np.argmax(reward, axis=1)}
+    values = pd.DataFrame([
+        (name, metrics[j], estimator, v.value[j], v.se[j])
+        for name in POLICIES
+        for estimator in ("dr", "ips")
+        for v in [policy_value(assigned[name], mu[test], arm[test], y[test], shares, estimator)]
+        for j in range(len(metrics))], columns=["policy", "metric", "estimator", "value", "se"])
+    segments = pd.DataFrame([(i, s["rule"], s["units"], data.arm_names[s["arm"]])
+                             for i, s in enumerate(policy.segments)], columns=["segment", "rule", "units", "arm"])
+    return ExperimentPolicy(experiment_id, objective, metrics, data.arm_names, policy, segments, values)
+
+
 def experiment_policy(db: Path, artifacts: Path, experiment_id: str, weights: dict[str, float] | None = None,
                       guardrails: dict[str, float] | None = None, depth: int | None = None) -> ExperimentPolicy:
     """Fit and value the policy tree of ``experiment_id`` (see the module docstring).
@@ -65,44 +110,5 @@ def experiment_policy(db: Path, artifacts: Path, experiment_id: str, weights: di
         if records.empty:
             raise PipelineError(f"no heads of experiment {experiment_id!r} on the current extractor: "
                                 "check the id (`lrl status`), or run `lrl update`")
-        tables = read_valid_experiment_rows(con, [experiment_id], model.transform)
-    head = ExperimentHead.from_records(records.to_dict("records"))
-    arms = list(records.drop_duplicates("arm_index").sort_values("arm_index")["arm"])
-    metrics = list(head.metric_names_)
-    objective = _objective(weights or {}, guardrails or {}, metrics)
-
-    unit_index = pd.Index(tables.units["unit_id"])
-    exposures = tables.exposures
-    rows = unit_index.get_indexer(exposures["unit_id"])
-    arm = np.full(len(unit_index), -1)
-    arm[rows] = pd.Index(arms).get_indexer(exposures["arm"].astype(str))
-    y = np.full((len(unit_index), len(metrics)), np.nan)
-    outcomes = tables.outcomes[tables.outcomes["metric"].isin(metrics)]
-    y[unit_index.get_indexer(outcomes["unit_id"]), [metrics.index(m) for m in outcomes["metric"]]] = \
-        outcomes["value"].to_numpy(dtype=float)
-    exposed = arm >= 0
-    X, arm, y = tables.X[exposed], arm[exposed], y[exposed]
-    mu = head.predict_outcomes(model.learner.transform(X))
-    shares = np.bincount(arm, minlength=len(arms)) / len(arm)
-    role = split_by_unit(unit_index.to_numpy()[exposed])
-    known = role < 2
-    if (role == 2).sum() < 10 or (role[known] == 1).sum() < 10:
-        raise PipelineError(f"experiment {experiment_id!r} has too few units to fit and value a policy")
-    policy = fit_policy_tree(X[known], mu[known], arm[known], y[known], shares, objective,
-                             model.transform.describe_split, validation=role[known] == 1,
-                             depths=[depth] if depth else range(1, 5))
-
-    test = role == 2
-    reward = objective.reward(mu[test] - mu[test][:, :1])  # (n, A): predicted reward of each arm
-    assigned = {"tree": policy.assign(X[test]), "control": np.zeros(int(test.sum()), dtype=np.int64),
-                "best_arm": np.full(int(test.sum()), int(np.argmax(reward.mean(axis=0)))),
-                "argmax": np.argmax(reward, axis=1)}
-    values = pd.DataFrame([
-        (name, metrics[j], estimator, v.value[j], v.se[j])
-        for name in POLICIES
-        for estimator in ("dr", "ips")
-        for v in [policy_value(assigned[name], mu[test], arm[test], y[test], shares, estimator)]
-        for j in range(len(metrics))], columns=["policy", "metric", "estimator", "value", "se"])
-    segments = pd.DataFrame([(i, s["rule"], s["units"], arms[s["arm"]]) for i, s in enumerate(policy.segments)],
-                            columns=["segment", "rule", "units", "arm"])
-    return ExperimentPolicy(experiment_id, objective, metrics, arms, policy, segments, values)
+        rows = read_experiment_rows(con, [experiment_id], model)
+    return fit_experiment_policy(rows, records, experiment_id, model.transform, weights, guardrails, depth)
