@@ -11,7 +11,9 @@ from pathlib import Path
 import dagster as dg
 
 from lrl_pipeline import checks
-from lrl_pipeline.assets import effects, experiment_reports, experiment_rows, features, heads, ingest, reports, training
+from lrl_pipeline.assets import (
+    effects, experiment_reports, experiment_rows, features, heads, ingest, policies, reports, training,
+)
 from lrl_pipeline.jobs import ALL_JOBS
 from lrl_pipeline.paths import artifacts_dir, db_path
 from lrl_pipeline.resources import ArtifactStoreResource
@@ -26,7 +28,7 @@ ASSETS = [
     features.unit_features, features.training_examples,
     training.lr_learner, training.t_learners, effects.effects_across_experiments,
     experiment_rows.experiment_rows, heads.experiment_heads,
-    experiment_reports.head_evaluation, reports.evaluation,
+    experiment_reports.head_evaluation, policies.experiment_policies, reports.evaluation,
 ]
 
 

@@ -21,8 +21,9 @@ retrain_job = dg.define_asset_job(
 
 head_job = dg.define_asset_job(
     "head_job",
-    selection=dg.AssetSelection.assets("experiment_rows", "experiment_heads", "head_evaluation"),
-    description="Fit experiment heads on the current extractor: one partition, or a partition range per run.",
+    selection=dg.AssetSelection.assets("experiment_rows", "experiment_heads", "head_evaluation", "experiment_policies"),
+    description="Fit experiment heads on the current extractor, evaluate them and fit each experiment's policy: "
+    "one partition, or a partition range per run.",
 )
 
 report_job = dg.define_asset_job(

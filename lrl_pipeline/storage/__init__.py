@@ -20,7 +20,8 @@ from lrl_pipeline.storage.experiment_rows import (
 )
 from lrl_pipeline.storage.features import fit_transform, prepare_frame, prepared_matrix, prepared_relation
 from lrl_pipeline.storage.heads import (
-    exposure_counts, heads_fitted_since, read_heads, write_head_evaluation, write_head_run,
+    exposure_counts, heads_fitted_since, read_heads, read_policy_objectives, write_head_evaluation, write_head_run,
+    write_policies,
 )
 from lrl_pipeline.storage.models import (
     SERVED_COLUMNS, chosen_config, extractor_versions_in_use, read_served_models, record_extractor_version,
@@ -46,6 +47,7 @@ __all__ = [
     "write_experiment_validation",
     "fit_transform", "prepare_frame", "prepared_matrix", "prepared_relation",
     "exposure_counts", "heads_fitted_since", "read_heads", "write_head_evaluation", "write_head_run",
+    "read_policy_objectives", "write_policies",
     "SERVED_COLUMNS", "chosen_config", "extractor_versions_in_use", "read_served_models",
     "record_extractor_version", "retrain_counts", "served_counts",
     "RAW_TABLES", "arrow_to_pandas", "attach_parquet_sources", "count_raw_rows", "experiment_ids", "raw_arms", "read_experiment_tables",

@@ -21,11 +21,14 @@ __all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_t
 
 RAW_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """Table names in schema ``raw``, in the order ``validate_raw`` takes them."""
+OPTIONAL_RAW_TABLES = ("policy_objectives",)
+"""Raw tables the platform may keep: a policy's metric weights and guardrails per experiment."""
 
 # Fixed SQL per table: names never come from data, so nothing is formatted into SQL.
 _SELECT = {name: f"SELECT * FROM raw.{name}" for name in RAW_TABLES}
 _COUNT = {name: f"SELECT count(*) FROM raw.{name}" for name in RAW_TABLES}
-_REPLACE = {name: f"CREATE OR REPLACE TABLE raw.{name} AS SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
+_REPLACE = {name: f"CREATE OR REPLACE TABLE raw.{name} AS SELECT * FROM _lrl_incoming"
+            for name in RAW_TABLES + OPTIONAL_RAW_TABLES}
 # The rows of some experiments (ids passed as one VARCHAR[] parameter), and their units' features.
 _IDS = "SELECT unnest(?::VARCHAR[])"
 _SUBSET = {
@@ -44,7 +47,8 @@ _COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_schem
 _ARMS = ("SELECT DISTINCT CAST(experiment_id AS VARCHAR) AS experiment_id, CAST(arm AS VARCHAR) AS arm "
          "FROM raw.exposures WHERE experiment_id IS NOT NULL AND arm IS NOT NULL")
 _RAW_NAME = {name: name for name in RAW_TABLES}  # names from the contract only, never from input
-_APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming" for name in RAW_TABLES}
+_APPEND = {name: f"INSERT INTO raw.{name} BY NAME SELECT * FROM _lrl_incoming"
+           for name in RAW_TABLES + OPTIONAL_RAW_TABLES}
 
 
 def _arrow_backed(arrow_type: pa.DataType):
@@ -173,13 +177,13 @@ def read_experiment_tables(con: duckdb.DuckDBPyConnection, experiment_ids: list[
 def write_raw_tables(db: str | Path, tables: dict[str, pd.DataFrame], replace: bool = True) -> dict[str, int]:
     """Write raw tables in one transaction (the platform's job; used by ``lrl demo`` and tests).
 
-    ``tables``: some of :data:`RAW_TABLES` -> DataFrame. ``replace=True``
+    ``tables``: some of :data:`RAW_TABLES` and :data:`OPTIONAL_RAW_TABLES` -> DataFrame. ``replace=True``
     replaces each given table; ``replace=False`` appends rows by column name
     (creating a table that does not exist yet). Returns rows written per table.
     """
-    unknown = set(tables) - set(RAW_TABLES)
+    unknown = set(tables) - set(RAW_TABLES + OPTIONAL_RAW_TABLES)
     if unknown:
-        raise ValueError(f"unknown raw tables {sorted(unknown)}; expected some of {RAW_TABLES}")
+        raise ValueError(f"unknown raw tables {sorted(unknown)}; expected some of {RAW_TABLES + OPTIONAL_RAW_TABLES}")
     written = {}
     with LRLDatabase(database=str(Path(db).resolve())).connect() as con:
         with transaction(con):

@@ -47,6 +47,10 @@ FIXED_TABLES = {
     "served_models": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, gain DOUBLE, "
                      "gain_se DOUBLE, pooled_weight DOUBLE, n BIGINT, extractor_version VARCHAR, "
                      "baseline_version VARCHAR, chosen_at TIMESTAMP",
+    "policy_segments": "experiment_id VARCHAR, segment BIGINT, rule VARCHAR, units BIGINT, arm VARCHAR, "
+                       "objective VARCHAR, extractor_version VARCHAR, computed_at TIMESTAMP",
+    "policy_values": "experiment_id VARCHAR, policy VARCHAR, metric VARCHAR, estimator VARCHAR, value DOUBLE, "
+                     "se DOUBLE, extractor_version VARCHAR, computed_at TIMESTAMP",
     "arm_effects": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, effect DOUBLE, effect_se DOUBLE, "
                    "half_a DOUBLE, half_b DOUBLE, pooled DOUBLE, extractor_version VARCHAR, computed_at TIMESTAMP",
     "effect_covariance": "metric_a VARCHAR, metric_b VARCHAR, estimator VARCHAR, covariance DOUBLE, "

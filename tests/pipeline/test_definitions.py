@@ -16,7 +16,7 @@ GROUPS = {
     "training": {"lr_learner", "t_learners"},
     "effects": {"arm_effects", "effect_covariance", "metric_proxies"},
     "heads": {"experiment_rows", "experiment_heads"},
-    "reports": {"head_evaluation", "evaluation"},
+    "reports": {"head_evaluation", "experiment_policies", "evaluation"},
 }
 
 
