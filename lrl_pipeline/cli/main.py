@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--guardrail", action="append", metavar="METRIC>=MIN",
                         help="the least acceptable effect on a metric (repeat)")
     policy.add_argument("--depth", type=int, help="tree depth, 1 to 4 (default: chosen on held-out units)")
+    policy.add_argument("--units", metavar="IN.parquet", help="units to assign an arm (unit_id and the features)")
+    policy.add_argument("--out", metavar="OUT.parquet", help="where to write unit_id, arm, segment of --units")
     return parser
 
 

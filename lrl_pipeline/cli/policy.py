@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
+
+import pandas as pd
 
 from lrl_pipeline import paths
 from lrl_pipeline.cli.context import existing_db
 from lrl_pipeline.cli.errors import CLIError
+from lrl_pipeline.cli.score import read_units, writable_out
 
 
 def _weights(items: list[str]) -> dict[str, float]:
@@ -35,7 +39,11 @@ def cmd_policy(args: argparse.Namespace) -> None:
 
     if args.depth is not None and not 1 <= args.depth <= 4:
         raise CLIError("--depth takes 1 to 4")
+    if (args.units is None) != (args.out is None):
+        raise CLIError("--units and --out go together: the units to assign, and where to write their arms")
     db = existing_db(args.db)
+    out = writable_out(Path(args.out)) if args.out else None
+    units = read_units(Path(args.units)) if args.units else None
     result = experiment_policy(db, paths.artifacts_dir(db), args.experiment, _weights(args.weight or []),
                                _guardrails(args.guardrail or []), args.depth)
     weights = ", ".join(f"{result.metrics[m]} x {w:g}" for m, w in result.objective.weights.items())
@@ -49,3 +57,26 @@ def cmd_policy(args: argparse.Namespace) -> None:
     print("\nValue per metric on the test split (doubly robust: the mean outcome had every unit followed the policy):")
     print(table.pivot(index="policy", columns="metric", values="value (95%)").loc[list(dict.fromkeys(table["policy"]))]
           .to_string())
+    if units is not None:
+        assigned = assign_units(result, units, db)
+        assigned.to_parquet(out, index=False)
+        print(f"\nWrote the arm of {len(assigned)} unit(s) to {out} (unit_id, arm, segment)")
+
+
+def assign_units(result, units: pd.DataFrame, db) -> pd.DataFrame:
+    """``unit_id, arm, segment`` of each given unit under the fitted policy, its features prepared as
+    the model prepares them."""
+    from lrl_core.artifacts import ArtifactStore
+    from lrl_pipeline.storage import prepare_frame
+
+    transform = ArtifactStore(paths.artifacts_dir(db)).load().transform
+    try:
+        transform.check_columns(units)
+    except ValueError as error:
+        raise CLIError(f"units do not match the model's features: {error}") from error
+    X = prepare_frame(units, transform)
+    leaves = result.policy.tree.apply(X)
+    segment_of = {s["leaf"]: i for i, s in enumerate(result.policy.segments)}
+    return pd.DataFrame({"unit_id": units["unit_id"].to_numpy(),
+                         "arm": [result.arms[a] for a in result.policy.assign(X)],
+                         "segment": [segment_of[leaf] for leaf in leaves]})

@@ -13,7 +13,7 @@ from lrl_pipeline.cli.errors import CLIError
 from lrl_pipeline.cli.output import progress
 
 
-def _read_units(source: Path) -> pd.DataFrame:
+def read_units(source: Path) -> pd.DataFrame:
     """The units to score from a Parquet or CSV file, refused in one line when unusable."""
     if not source.is_file():
         raise CLIError(f"no units file at {source}: pass a parquet (or .csv) file with unit_id and the feature columns")
@@ -33,7 +33,7 @@ def _read_units(source: Path) -> pd.DataFrame:
     return units
 
 
-def _writable_out(out: Path) -> Path:
+def writable_out(out: Path) -> Path:
     """``out`` if a file can be written there (its folder is created), else one line saying why."""
     if out.is_dir():
         raise CLIError(f"--out {out} is a directory: give a file name, e.g. {out / 'scores.parquet'}")
@@ -49,8 +49,8 @@ def _writable_out(out: Path) -> Path:
 def cmd_score(args: argparse.Namespace) -> None:
     """CATE for the given units, long form, into a parquet file."""
     db = existing_db(args.db)
-    out = _writable_out(Path(args.out))
-    units = _read_units(Path(args.units))
+    out = writable_out(Path(args.out))
+    units = read_units(Path(args.units))
     scores = load_runner().score_units(db, paths.artifacts_dir(db), units, progress=progress())
     # Not written into the file: pandas would store attrs in the parquet metadata.
     ignored = scores.attrs.pop("ignored_columns", [])

@@ -26,3 +26,21 @@ def test_policy_prints_segments_and_values_and_refuses_bad_input_in_one_line(cli
         assert cli.main(argv) == 1, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_policy_assigns_an_arm_and_a_segment_to_given_units(cli_env, updated, tmp_path, capsys):
+    import pandas as pd
+
+    experiment = updated["data"].experiments[0]
+    units = updated["tables"]["unit_features"].head(25)
+    units.to_parquet(tmp_path / "units.parquet", index=False)
+    out = tmp_path / "assigned.parquet"
+    assert cli.main(["policy", experiment, "--units", str(tmp_path / "units.parquet"), "--out", str(out)]) == 0
+    assigned = pd.read_parquet(out)
+    assert list(assigned.columns) == ["unit_id", "arm", "segment"]
+    assert assigned["unit_id"].tolist() == units["unit_id"].tolist()
+    arms = set(updated["tables"]["exposures"].query("experiment_id == @experiment")["arm"])
+    assert set(assigned["arm"]) <= arms and (assigned["segment"] >= 0).all()
+    assert f"Wrote the arm of 25 unit(s) to {out}" in capsys.readouterr().out
+    assert cli.main(["policy", experiment, "--units", str(tmp_path / "units.parquet")]) == 1
+    assert "--units and --out go together" in capsys.readouterr().err
