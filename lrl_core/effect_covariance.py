@@ -196,18 +196,14 @@ def _kappa(scatter: np.ndarray, noise: np.ndarray) -> float:
 
 def _estimate(arms: ArmEffects, estimator: str) -> tuple[np.ndarray, np.ndarray]:
     """``(covariance, n_arms)``, each ``(J, J)``: one estimator's covariance of true effects."""
-    if estimator == "jive":
-        scatter, _, n = _scatter(arms, arms.half_a, arms.half_b, noise=False)
-        return scatter, n
-    if estimator == "pooled":
-        scatter, _, n = _scatter(arms, arms.pooled, arms.pooled, noise=False)
-        return scatter, n
-    if estimator == "naive":
-        scatter, _, n = _scatter(arms, arms.effect, arms.effect, noise=False)
-        return scatter, n
-    scatter, bias, n = _scatter(arms, arms.effect, arms.effect, noise=True)
-    kappa = 1.0 if estimator == "tc" else _kappa(scatter, bias)
-    return scatter - kappa * bias, n
+    if estimator in ("tc", "liml"):
+        scatter, bias, n = _scatter(arms, arms.effect, arms.effect, noise=True)
+        kappa = 1.0 if estimator == "tc" else _kappa(scatter, bias)
+        return scatter - kappa * bias, n
+    x, y = {"naive": (arms.effect, arms.effect), "jive": (arms.half_a, arms.half_b),
+            "pooled": (arms.pooled, arms.pooled)}[estimator]
+    scatter, _, n = _scatter(arms, x, y, noise=False)
+    return scatter, n
 
 
 def _jackknife(statistic: Callable[[ArmEffects], np.ndarray], arms: ArmEffects, shape: tuple[int, ...],

@@ -70,7 +70,7 @@ refits every head, and holding all of them at the paper's scale would take sever
 feature matrix."""
 
 
-def _experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]]:
+def experiment_groups(database: LRLDatabase, keys: list[str]) -> list[list[str]]:
     """``keys`` in order, cut into groups of at most ``HEAD_BATCH_ROWS`` raw exposure rows
     (an experiment larger than that is a group of its own)."""
     if len(keys) <= 1:  # a newly launched experiment (or nothing left to fit): no need to count
@@ -127,7 +127,7 @@ def experiment_heads(context: dg.AssetExecutionContext, database: LRLDatabase,
     keys = _not_yet_fitted(context, database, model.version)
     start = time.perf_counter()
     results, quarantined = {}, []
-    for group in _experiment_groups(database, keys):
+    for group in experiment_groups(database, keys):
         with database.connect() as con:
             try:
                 rows = read_experiment_rows(con, group, model)

@@ -14,6 +14,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from lrl_pipeline.assets.heads import experiment_groups
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
@@ -39,18 +40,20 @@ def experiment_policies(context: dg.AssetExecutionContext, database: LRLDatabase
     its alternatives per metric by DR and IPS on the test split (pipeline.policy_values)."""
     keys = list(context.partition_keys)
     model = artifacts.store().load()
-    with database.connect() as con:
-        rows = read_experiment_rows(con, keys, model)
-        heads = read_heads(con, keys, model.version)
-        objectives = read_policy_objectives(con, keys)
     segments, values, skipped = [], [], {}
     stamp = {"extractor_version": model.version, "computed_at": utc_now()}
-    with one_blas_thread():
-        for e in keys:
+    # In the heads' groups, so that a run over every experiment holds one group's rows at a time.
+    for group in experiment_groups(database, keys):
+        with database.connect() as con:
+            rows = read_experiment_rows(con, group, model)
+            heads = read_heads(con, group, model.version)
+            objectives = read_policy_objectives(con, group)
+        for e in group:
             weights, guardrails = objectives_of(objectives, e)
             try:
-                result = fit_experiment_policy(rows, heads[heads["experiment_id"] == e], e, model.transform,
-                                               weights, guardrails)
+                with one_blas_thread():
+                    result = fit_experiment_policy(rows, heads[heads["experiment_id"] == e], e, model.transform,
+                                                   weights, guardrails)
             except PipelineError as error:
                 skipped[e] = str(error)
                 continue

@@ -21,9 +21,9 @@ def _heads(db) -> pd.DataFrame:
 def test_heads_fitted_in_groups_equal_heads_fitted_at_once(pipeline, monkeypatch):
     database, artifacts = LRLDatabase(database=str(pipeline.db)), ArtifactStoreResource(root=str(pipeline.artifacts))
     keys = pipeline.experiments
-    assert len(heads._experiment_groups(database, keys)) == 1
+    assert len(heads.experiment_groups(database, keys)) == 1
     monkeypatch.setattr(heads, "HEAD_BATCH_ROWS", 1)
-    assert heads._experiment_groups(database, keys) == [[k] for k in keys]
+    assert heads.experiment_groups(database, keys) == [[k] for k in keys]
     before = _heads(pipeline.db)
     context = dg.build_asset_context(partition_key_range=dg.PartitionKeyRange(keys[0], keys[-1]),
                                      instance=pipeline.instance)
