@@ -13,22 +13,13 @@ from lrl_pipeline.cli.errors import CLIError
 from lrl_pipeline.cli.score import read_units, writable_out
 
 
-def _weights(items: list[str]) -> dict[str, float]:
+def _pairs(items: list[str], operator: str, flag: str, example: str) -> dict[str, float]:
+    """``METRIC<operator>NUMBER`` arguments as ``{metric: number}``; one line naming a bad one."""
     out = {}
     for item in items:
-        match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([-+0-9.eE]+)\s*", item)
+        match = re.fullmatch(rf"\s*([^>=\s]+)\s*{operator}\s*([-+0-9.eE]+)\s*", item)
         if not match:
-            raise CLIError(f"--weight {item!r}: write METRIC=NUMBER, e.g. revenue=1")
-        out[match.group(1)] = float(match.group(2))
-    return out
-
-
-def _guardrails(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        match = re.fullmatch(r"\s*([^>=\s]+)\s*>=\s*([-+0-9.eE]+)\s*", item)
-        if not match:
-            raise CLIError(f"--guardrail {item!r}: write METRIC>=NUMBER, e.g. 'latency>=-0.01'")
+            raise CLIError(f"{flag} {item!r}: write METRIC{operator}NUMBER, e.g. {example}")
         out[match.group(1)] = float(match.group(2))
     return out
 
@@ -44,8 +35,9 @@ def cmd_policy(args: argparse.Namespace) -> None:
     db = existing_db(args.db)
     out = writable_out(Path(args.out)) if args.out else None
     units = read_units(Path(args.units)) if args.units else None
-    result = experiment_policy(db, paths.artifacts_dir(db), args.experiment, _weights(args.weight or []),
-                               _guardrails(args.guardrail or []), args.depth)
+    result = experiment_policy(db, paths.artifacts_dir(db), args.experiment,
+                               _pairs(args.weight or [], "=", "--weight", "revenue=1"),
+                               _pairs(args.guardrail or [], ">=", "--guardrail", "'latency>=-0.01'"), args.depth)
     weights = ", ".join(f"{result.metrics[m]} x {w:g}" for m, w in result.objective.weights.items())
     guards = ", ".join(f"{result.metrics[m]} >= {g:g}" for m, g in result.objective.guardrails.items()) or "none"
     print(f"Experiment {result.experiment_id}: reward {weights}; guardrails {guards} (judged on the lower end of "
