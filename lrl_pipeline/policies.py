@@ -40,6 +40,12 @@ class ExperimentPolicy:
     policy: PolicyTree
     segments: pd.DataFrame  # segment, rule, units, arm
     values: pd.DataFrame    # policy, metric, estimator, value, se
+    rewards: pd.DataFrame   # per segment, "reward <arm>": the model's predicted reward of each treated arm
+
+    def objective_text(self) -> str:
+        """The objective in one line, e.g. ``revenue x 1; latency >= -0.01``."""
+        return "; ".join([*(f"{self.metrics[m]} x {w:g}" for m, w in self.objective.weights.items()),
+                          *(f"{self.metrics[m]} >= {g:g}" for m, g in self.objective.guardrails.items())])
 
 
 def _objective(weights: dict[str, float], guardrails: dict[str, float], metrics: list[str]) -> Objective:
@@ -93,7 +99,9 @@ def fit_experiment_policy(rows: ExperimentRows, records: pd.DataFrame, experimen
         for j in range(len(metrics))], columns=["policy", "metric", "estimator", "value", "se"])
     segments = pd.DataFrame([(i, s["rule"], s["units"], data.arm_names[s["arm"]])
                              for i, s in enumerate(policy.segments)], columns=["segment", "rule", "units", "arm"])
-    return ExperimentPolicy(experiment_id, objective, metrics, data.arm_names, policy, segments, values)
+    rewards = pd.DataFrame([s["reward"] for s in policy.segments],
+                           columns=[f"reward {name}" for name in data.arm_names[1:]])
+    return ExperimentPolicy(experiment_id, objective, metrics, data.arm_names, policy, segments, values, rewards)
 
 
 def experiment_policy(db: Path, artifacts: Path, experiment_id: str, weights: dict[str, float] | None = None,

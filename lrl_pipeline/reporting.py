@@ -17,7 +17,7 @@ from lrl_core.baselines import OLSTLearner
 from lrl_core.data import PooledData
 from lrl_core.report import ExperimentReportData, RetrainReportData
 
-__all__ = ["reports_dir", "retrain_report_path", "experiment_report_path", "latest_retrain_report",
+__all__ = ["reports_dir", "retrain_report_path", "experiment_report_path", "policy_report_path", "latest_retrain_report",
            "retrain_report_data", "experiment_report_data"]
 
 MAX_ITE_UNITS = 5000
@@ -35,6 +35,11 @@ def retrain_report_path(artifacts: str | Path, version: str) -> Path:
 def experiment_report_path(artifacts: str | Path, experiment_id: str, version: str) -> Path:
     # validate_raw refuses ids with slashes, dots or quotes, so an id is a safe file-name part.
     return reports_dir(artifacts) / f"experiment-{experiment_id}-{version}.html"
+
+
+def policy_report_path(artifacts: str | Path, experiment_id: str, version: str) -> Path:
+    """Where the policy page of ``experiment_id`` on extractor ``version`` is written."""
+    return reports_dir(artifacts) / f"policy-{experiment_id}-{version}.html"
 
 
 def latest_retrain_report(artifacts: str | Path) -> Path | None:

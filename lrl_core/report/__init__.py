@@ -23,9 +23,11 @@ from lrl_core.report.report_data import (
     ReportResult,
     RetrainReportData,
 )
+from lrl_core.report.policy_report import POLICY_SECTIONS, PolicyReportData, build_policy_report
 from lrl_core.report.retrain_report import build_retrain_report
 
 __all__ = [
+    "POLICY_SECTIONS", "PolicyReportData", "build_policy_report",
     "decile_calibration",
     "blp_calibration",
     "calibration_slopes",

@@ -14,11 +14,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from lrl_core.report import PolicyReportData, build_policy_report
 from lrl_pipeline.assets.heads import experiment_groups
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.experiment_rows import read_experiment_rows
 from lrl_pipeline.partitions import experiment_partitions
 from lrl_pipeline.policies import fit_experiment_policy
+from lrl_pipeline.reporting import policy_report_path
 from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.scoring import PipelineError
 from lrl_pipeline.storage import LRLDatabase, read_heads, read_policy_objectives, utc_now, write_policies
@@ -40,7 +42,7 @@ def experiment_policies(context: dg.AssetExecutionContext, database: LRLDatabase
     its alternatives per metric by DR and IPS on the test split (pipeline.policy_values)."""
     keys = list(context.partition_keys)
     model = artifacts.store().load()
-    segments, values, skipped = [], [], {}
+    segments, values, skipped, reports = [], [], {}, {}
     stamp = {"extractor_version": model.version, "computed_at": utc_now()}
     # In the heads' groups, so that a run over every experiment holds one group's rows at a time.
     for group in experiment_groups(database, keys):
@@ -57,10 +59,11 @@ def experiment_policies(context: dg.AssetExecutionContext, database: LRLDatabase
             except PipelineError as error:
                 skipped[e] = str(error)
                 continue
-            text = "; ".join([*(f"{result.metrics[m]} x {w:g}" for m, w in result.objective.weights.items()),
-                              *(f"{result.metrics[m]} >= {g:g}" for m, g in result.objective.guardrails.items())])
-            segments.append(result.segments.assign(experiment_id=e, objective=text, **stamp))
+            segments.append(result.segments.assign(experiment_id=e, objective=result.objective_text(), **stamp))
             values.append(result.values.assign(experiment_id=e, **stamp))
+            report = PolicyReportData(e, result.objective_text(), pd.concat([result.segments, result.rewards], axis=1),
+                                      result.values, {"extractor version": model.version, "depth": result.policy.depth})
+            reports[e] = build_policy_report(report, policy_report_path(artifacts.root, e, model.version)).path
     with database.connect() as con:
         write_policies(con, keys, pd.concat(segments, ignore_index=True) if segments else pd.DataFrame(),
                        pd.concat(values, ignore_index=True) if values else pd.DataFrame())
@@ -74,4 +77,5 @@ def experiment_policies(context: dg.AssetExecutionContext, database: LRLDatabase
         "segments": int(sum(len(s) for s in segments)),
         "median_dr_gain_over_control_first_metric": float(np.median(gains)) if gains else float("nan"),
         **({"skipped_reasons": dg.MetadataValue.json(skipped)} if skipped else {}),
+        **({"report": dg.MetadataValue.path(str(next(iter(reports.values()))))} if len(reports) == 1 else {}),
     })

@@ -29,6 +29,10 @@ def test_every_experiment_gets_a_policy_with_its_objective_and_values(pipeline):
     result = policies.experiment_policies(context=context, database=database,
                                           artifacts=ArtifactStoreResource(root=str(pipeline.artifacts)))
     assert result.metadata["policies"] == 1 and result.metadata["skipped"] == 1
+    # The one policy fitted has its page, named in the metadata.
+    page = result.metadata["report"].path
+    assert page.endswith(f"policy-{first}-{ArtifactStoreResource(root=str(pipeline.artifacts)).store().current_version()}.html")
+    assert "Segments and the arm each gets" in open(page, encoding="utf-8").read()
     with database.connect(read_only=True) as con:
         segments = read_table(con, "policy_segments")
     assert set(segments.loc[segments["experiment_id"] == first, "objective"]) == {
