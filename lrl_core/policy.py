@@ -88,8 +88,11 @@ def policy_value(assigned: np.ndarray, mu: np.ndarray, arm: np.ndarray, y: np.nd
     if estimator == "dr":
         scores = dr_scores(mu, arm, y, shares)[rows, assigned]
     else:
-        scores = np.where((arm == assigned)[:, None], np.nan_to_num(y) / shares[arm][:, None], 0.0)
-    return PolicyValue(estimator, scores.mean(axis=0), scores.std(axis=0, ddof=1) / np.sqrt(len(arm)))
+        # A unit whose outcome is missing has no IPS score (DR scores it by the model).
+        scores = np.where((arm == assigned)[:, None], y / shares[arm][:, None], np.where(np.isnan(y), np.nan, 0.0))
+    count = np.isfinite(scores).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return PolicyValue(estimator, np.nanmean(scores, axis=0), np.nanstd(scores, axis=0, ddof=1) / np.sqrt(count))
 
 
 @dataclass

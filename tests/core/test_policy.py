@@ -74,3 +74,15 @@ def test_a_distilled_tree_finds_the_planted_segments_with_high_fidelity():
     assert all("x2" not in s["rule"] for s in explanation.segments)
     corner = next(s for s in explanation.segments if "x0 > " in s["rule"] and "x1 <= " in s["rule"])
     np.testing.assert_allclose(corner["effect"][[0, 5]], [1.0, -1.0], atol=0.1)  # arm 1 reward, arm 3 guardrail
+
+
+def test_a_missing_outcome_is_left_out_of_ips_and_scored_by_the_model_in_dr():
+    X, mu, model, arm, y, shares, _ = planted_world(2, n=4_000)
+    everyone = np.full(len(arm), 1)
+    gappy = y.copy()
+    gappy[::3, 1] = np.nan
+    ips = policy_value(everyone, model, arm, gappy, shares, "ips")
+    kept = ~np.isnan(gappy[:, 1])
+    alone = policy_value(everyone[kept], model[kept], arm[kept], y[kept], shares, "ips")
+    np.testing.assert_allclose(ips.value[1], alone.value[1])
+    assert np.isfinite(policy_value(everyone, model, arm, gappy, shares, "dr").value).all()
