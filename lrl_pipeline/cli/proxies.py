@@ -50,8 +50,12 @@ def proxy_lines(covariance: pd.DataFrame, proxies: pd.DataFrame, north_star: str
     elif len(fit):
         terms = ", ".join(f"{row.proxy} {_interval(row.weight, row.weight_se)}" for row in fit.itertuples())
         first = fit.iloc[0]
-        explained = (f"explains {first['r2']:.0%} ± {1.96 * first['r2_se']:.0%} of its effect variance"
-                     if pd.notna(first["r2"]) else "explains an unknown share (no effect variance to explain)")
+        if estimator == "liml":  # LIML assumes an exact linear proxy: its r2 is 1 by construction
+            explained = "LIML assumes the proxy explains all of its effect variance"
+        elif pd.notna(first["r2"]):
+            explained = f"explains {first['r2']:.0%} ± {1.96 * first['r2_se']:.0%} of its effect variance"
+        else:
+            explained = "explains an unknown share (no effect variance to explain)"
         lines.append(f"  best linear proxy (weights, 95% intervals): {terms}; {explained}")
     return lines
 

@@ -67,3 +67,24 @@ def test_a_normal_run_prints_no_dagster_notice_and_a_type_mismatch_fails_in_one_
     assert done.returncode == 1 and "Traceback" not in done.stderr and "Binder" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "unit_id" in lines[0] and "same type" in lines[0], done.stderr
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(cli_env, updated, monkeypatch):
+    """`lrl status | head -1`: the reader closes the pipe early; no BrokenPipeError traceback, status 0."""
+    import io
+
+    read_end, write_end = os.pipe()
+
+    class ClosedPipe(io.TextIOBase):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return write_end
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    try:
+        assert cli.main(["status"]) == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -33,3 +33,10 @@ def test_a_north_star_whose_effects_are_noise_gets_no_proxy():
     lines = proxy_lines(*_tables(0.01, 0.1), "retention", "jive")
     assert "not distinguishable from 0" in lines[1]
     assert lines[-1].startswith("  best linear proxy: not estimated")
+
+
+def test_liml_says_its_r2_is_an_assumption():
+    covariance, proxies = _tables(1.0, 0.1)
+    covariance["estimator"], proxies["estimator"] = "liml", "liml"
+    lines = proxy_lines(covariance, proxies, "retention", "liml")
+    assert lines[-1].endswith("LIML assumes the proxy explains all of its effect variance")
