@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lrl_core.features import FeatureTransform
 from lrl_core.heads import ExperimentHead
 from lrl_core.policy import Objective, PolicyTree, fit_policy_tree, policy_value
 from lrl_pipeline.experiment_rows import ExperimentRows, read_experiment_rows
@@ -41,6 +42,7 @@ class ExperimentPolicy:
     segments: pd.DataFrame  # segment, rule, units, arm
     values: pd.DataFrame    # policy, metric, estimator, value, se
     rewards: pd.DataFrame   # per segment, "reward <arm>": the model's predicted reward of each treated arm
+    transform: FeatureTransform  # the features the tree splits, as the model it was fitted with prepares them
 
     def objective_text(self) -> str:
         """The objective in one line, e.g. ``revenue x 1; latency >= -0.01``."""
@@ -62,7 +64,7 @@ MAX_FIT_UNITS = 20_000
 and an experiment of 100,000 units would otherwise cost seconds per depth tried."""
 
 
-def fit_experiment_policy(rows: ExperimentRows, records: pd.DataFrame, experiment_id: str, transform,
+def fit_experiment_policy(rows: ExperimentRows, records: pd.DataFrame, experiment_id: str, transform: FeatureTransform,
                           weights: dict[str, float] | None = None, guardrails: dict[str, float] | None = None,
                           depth: int | None = None) -> ExperimentPolicy:
     """The policy tree of one experiment from its valid rows (as heads read them) and its stored
@@ -101,7 +103,8 @@ def fit_experiment_policy(rows: ExperimentRows, records: pd.DataFrame, experimen
                              for i, s in enumerate(policy.segments)], columns=["segment", "rule", "units", "arm"])
     rewards = pd.DataFrame([s["reward"] for s in policy.segments],
                            columns=[f"reward {name}" for name in data.arm_names[1:]])
-    return ExperimentPolicy(experiment_id, objective, metrics, data.arm_names, policy, segments, values, rewards)
+    return ExperimentPolicy(experiment_id, objective, metrics, data.arm_names, policy, segments, values, rewards,
+                            transform)
 
 
 def experiment_policy(db: Path, artifacts: Path, experiment_id: str, weights: dict[str, float] | None = None,

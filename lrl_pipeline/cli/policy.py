@@ -50,25 +50,22 @@ def cmd_policy(args: argparse.Namespace) -> None:
     print(table.pivot(index="policy", columns="metric", values="value (95%)").loc[list(dict.fromkeys(table["policy"]))]
           .to_string())
     if units is not None:
-        assigned = assign_units(result, units, db)
+        assigned = assign_units(result, units)
         assigned.to_parquet(out, index=False)
         print(f"\nWrote the arm of {len(assigned)} unit(s) to {out} (unit_id, arm, segment)")
 
 
-def assign_units(result, units: pd.DataFrame, db) -> pd.DataFrame:
-    """``unit_id, arm, segment`` of each given unit under the fitted policy, its features prepared as
-    the model prepares them."""
-    from lrl_core.artifacts import ArtifactStore
+def assign_units(result, units: pd.DataFrame) -> pd.DataFrame:
+    """``unit_id, arm, segment`` of each given unit under the fitted policy, its features prepared by
+    the transform of the model the policy was fitted with."""
     from lrl_pipeline.storage import prepare_frame
 
-    transform = ArtifactStore(paths.artifacts_dir(db)).load().transform
     try:
-        transform.check_columns(units)
+        result.transform.check_columns(units)
     except ValueError as error:
         raise CLIError(f"units do not match the model's features: {error}") from error
-    X = prepare_frame(units, transform)
-    leaves = result.policy.tree.apply(X)
+    leaves = result.policy.tree.apply(prepare_frame(units, result.transform))
     segment_of = {s["leaf"]: i for i, s in enumerate(result.policy.segments)}
     return pd.DataFrame({"unit_id": units["unit_id"].to_numpy(),
-                         "arm": [result.arms[a] for a in result.policy.assign(X)],
+                         "arm": [result.arms[result.policy.arms[leaf]] for leaf in leaves],
                          "segment": [segment_of[leaf] for leaf in leaves]})
