@@ -19,6 +19,13 @@ gain / this shrunk blend: unrelated experiments 0.332 / 0.308 / 0.331 / 0.259;
 the paper's world at 100 units per arm 0.00468 / 1.20 / 0.00468 / 0.00467; a
 nonlinear world 0.1221 / 0.557 / 0.1221 / 0.1223. An unshrunk blend gave 0.231
 on the first but cost 10% on the other two.
+
+A served blend's standard error (:func:`served_se_scale`) is the pooled model's,
+less what validation says the blend removed: a CATE's mean squared error is
+not identified from one outcome per unit, but the difference between two
+CATEs' is (the R-loss gain is ``p (1 - p) (MSE_pooled - MSE_served)``), so
+the pooled model's own variance (the jackknife of :mod:`lrl_core.uncertainty`)
+anchors it.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import pandas as pd
 
 from .metrics import r_loss_gain
 
-__all__ = ["POOLED", "SERVE_Z", "blend_weight", "choose_served_models"]
+__all__ = ["POOLED", "SERVE_Z", "blend_weight", "choose_served_models", "served_se_scale"]
 
 POOLED = "lr_learner"
 SERVE_Z = 2.0
@@ -61,6 +68,33 @@ def blend_weight(y, treated, m_hat, tau_pooled, tau_alt, z: float = SERVE_Z) -> 
     return float(np.clip(1.0 - shift * shrink, 0.0, 1.0)), se
 
 
+def served_se_scale(pooled_var: float, gain: float, treated_share: float, pooled_weight: float) -> float:
+    """By how much to scale the pooled model's ``cate_se`` for the blend that replaced it.
+
+    ``pooled_var``: the pooled CATE's mean variance over the cell's units (the
+    learner's ``cate_var_``); ``gain``: the served blend's held-out R-loss gain
+    over the pooled model, an estimate of ``p (1 - p) (MSE_pooled - MSE_served)``
+    with ``p = treated_share``. The served mean squared error is then
+    ``pooled_var - gain / (p (1 - p))``, and the scale its square root relative to
+    ``pooled_var``, at least ``pooled_weight`` (the pooled model's share of the
+    blend). NaN (no standard error) where the gain reaches the pooled variance:
+    the variance then missed a bias of the pooled model, and the served error is
+    not known. 1 where nothing is known (no variance, no gain, a single arm).
+
+    Measured (benchmarks/README.md, "Defaults"): on a world of unrelated
+    experiments where 96% of the rows are served by a blend with XGBoost,
+    coverage of all rows 0.954 where the unscaled pooled ``cate_se`` gave 0.988.
+    What it cannot see: a bias of the served blend that neither estimator shows.
+    """
+    spread = treated_share * (1.0 - treated_share)
+    if not (np.isfinite(pooled_var) and pooled_var > 0 and np.isfinite(gain) and spread > 0):
+        return 1.0
+    ratio = 1.0 - gain / spread / pooled_var
+    if ratio <= 0:
+        return float("nan")
+    return float(np.sqrt(np.clip(ratio, pooled_weight**2, 1.0)))
+
+
 def choose_served_models(pooled_model, baselines: dict, X: np.ndarray, units: np.ndarray, arms: np.ndarray,
                          Y: np.ndarray, control_arm: np.ndarray, arm_experiment: np.ndarray,
                          z: float = SERVE_Z) -> pd.DataFrame:
@@ -72,8 +106,10 @@ def choose_served_models(pooled_model, baselines: dict, X: np.ndarray, units: np
     ``model`` (``POOLED``; a baseline's name when its weight is all; ``POOLED+name``
     for a blend), ``pooled_weight``, ``gain`` and ``gain_se`` (held-out R-loss gain of
     what is served over the pooled model alone, :func:`lrl_core.metrics.r_loss_gain`),
-    ``n`` rows compared.
+    ``n`` rows compared, ``se_scale`` (:func:`served_se_scale`, from the pooled
+    model's ``cate_var_`` where it has one; 1 where the pooled model serves alone).
     """
+    pooled_var = getattr(pooled_model, "cate_var_", None)
     records = []
     for g in np.flatnonzero(control_arm[arm_experiment] != np.arange(arm_experiment.size)):
         control = control_arm[arm_experiment[g]]
@@ -87,6 +123,7 @@ def choose_served_models(pooled_model, baselines: dict, X: np.ndarray, units: np
         alternatives = {name: model.predict_cate(x, [g], [control])[:, 0] for name, model in baselines.items()}
         for j in range(Y.shape[1]):
             y = Y[rows, j]
+            compared = np.isfinite(y)
             model, weight, gain, se = POOLED, 1.0, 0.0, float("nan")
             for name, tau in alternatives.items():
                 w, _ = blend_weight(y, treated, m_hat[:, j], tau_pooled[:, j], tau[:, j], z)
@@ -95,5 +132,9 @@ def choose_served_models(pooled_model, baselines: dict, X: np.ndarray, units: np
                     g_mean, g_se = r_loss_gain(y, treated, m_hat[:, j], tau_pooled[:, j], blend)
                     if g_mean > gain:
                         model, weight, gain, se = (name if w == 0.0 else f"{POOLED}+{name}"), w, g_mean, g_se
-            records.append((int(g), j, model, weight, gain, se, int(np.isfinite(y).sum())))
-    return pd.DataFrame(records, columns=["arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n"])
+            scale = 1.0
+            if model != POOLED and pooled_var is not None:
+                scale = served_se_scale(float(pooled_var[g, j]), gain, float(treated[compared].mean()), weight)
+            records.append((int(g), j, model, weight, gain, se, int(compared.sum()), scale))
+    return pd.DataFrame(records, columns=["arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n",
+                                          "se_scale"])

@@ -43,7 +43,8 @@ def score_units(db: Path, artifacts: Path, units: pd.DataFrame,
     known), ``model``: the estimator that served the row (``lr_learner``; a
     T-learner, or ``lr_learner+<T-learner>`` for their blend, where the
     evaluation's held-out comparison chose it, see :mod:`lrl_core.serving`;
-    no standard error then), ``in_range``: False where some feature of the unit lies beyond
+    its standard error is the pooled model's scaled by what validation says the blend
+    removed, :func:`lrl_core.serving.served_se_scale`), ``in_range``: False where some feature of the unit lies beyond
     the transform's clip (10 training standard deviations), so the effect is an extrapolation.
     A unit with an infinite feature value is left out, its id in ``attrs["left_out_units"]``;
     ``attrs["other_levels"]``: per categorical column, how many units had a level the model
@@ -167,7 +168,9 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
             baseline = name.removeprefix(f"{POOLED}+")
             with one_blas_thread():
                 cate = saved.learner.models[baseline].predict_cate(X, [g], [control])[:, 0]  # (n, J)
-            for metric, weight in zip(rows["metric"], rows["pooled_weight"]):
+            # Served before se_scale was recorded: no standard error is known for the blend.
+            scales = rows["se_scale"] if "se_scale" in rows else pd.Series(np.nan, index=rows.index)
+            for metric, weight, scale in zip(rows["metric"], rows["pooled_weight"], scales):
                 target = positions.get((experiment_id, arm, metric))
                 if target is None:
                     continue  # a cell without a head (too few rows): nothing is served for it
@@ -175,6 +178,9 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
                 pooled = scores["cate"].to_numpy(dtype=np.float64)[target]
                 blended = weight * pooled + (1 - weight) * cate[:, description["metrics"].index(metric)]
                 scores.iloc[target, scores.columns.get_loc("cate")] = blended
-                # The T-learner's part has no standard error, so the served CATE has none.
-                scores.iloc[target, scores.columns.get_loc("cate_se")] = pd.NA
+                # The pooled model's standard error less what validation says the blend removed
+                # (lrl_core.serving.served_se_scale); NULL where that is not known.
+                se = scores["cate_se"].to_numpy(dtype=np.float64, na_value=np.nan)[target] * scale
+                scores.iloc[target, scores.columns.get_loc("cate_se")] = pd.array(
+                    np.where(np.isfinite(se), se, np.nan), dtype="Float64")
                 scores.iloc[target, scores.columns.get_loc("model")] = name

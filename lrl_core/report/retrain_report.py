@@ -225,13 +225,14 @@ def _model_choice_section(page: _Page, data: RetrainReportData) -> list[str]:
         others = data.served[data.served["pooled_weight"] < 1.0]
         if len(others):
             body += ("<h3>Cells blended with or served by a T-learner</h3>"
-                     + _table(others[["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se",
-                                      "n"]].head(100)))
+                     + _table(others[[c for c in ("experiment_id", "arm", "metric", "model", "pooled_weight", "gain",
+                                                  "gain_se", "n", "se_scale") if c in others]].head(100)))
     page.section(
         "model-choice", "Model choice",
         "validation loss on held-out units chose the pooled model's configuration (successive halving: a "
         "candidate's epochs show how far it got). Per arm and metric, held-out units then weighed the pooled "
-        "CATE against the T-learners'; a weight below 1 blends in a T-learner.",
+        "CATE against the T-learners'; a weight below 1 blends in a T-learner, and se_scale is the factor on "
+        "the pooled model's standard error that the blend's validated gain leaves.",
         body,
     )
     return facts

@@ -42,7 +42,7 @@ def summary_frame(evaluation: pd.DataFrame, split: str) -> pd.DataFrame:
 def served_models(model, baseline_store, pooled, X: np.ndarray, split: np.ndarray) -> pd.DataFrame:
     """pipeline.served_models: per trained experiment, treated arm and metric, the estimator
     `lrl score` serves, chosen on the held-out units (see :mod:`lrl_core.serving`)."""
-    columns = ["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n",
+    columns = ["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n", "se_scale",
                "extractor_version", "baseline_version", "chosen_at"]
     baselines = baseline_store.load() if baseline_store.current_version() else None
     if baselines is None or baselines.metadata.get("arm_names") != pooled.arm_names:
@@ -69,7 +69,7 @@ def served_markdown(served: pd.DataFrame) -> str:
     text = counts.to_markdown(index=False)
     if len(others):
         text += "\n\nBlended with or served by a T-learner (held-out R-loss gain over the pooled model):\n\n" + others[
-            ["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n"]].head(50).to_markdown(
+            ["experiment_id", "arm", "metric", "model", "pooled_weight", "gain", "gain_se", "n", "se_scale"]].head(50).to_markdown(
             index=False, floatfmt=".4g")
     return text
 

@@ -10,7 +10,8 @@ from lrl_pipeline.storage.tables import ensure_schema, insert_rows, read_table
 __all__ = ["SERVED_COLUMNS", "record_extractor_version", "extractor_versions_in_use", "chosen_config",
            "served_counts", "read_served_models", "retrain_counts"]
 
-SERVED_COLUMNS = ["experiment_id", "arm", "metric", "model", "pooled_weight", "extractor_version", "baseline_version"]
+SERVED_COLUMNS = ["experiment_id", "arm", "metric", "model", "pooled_weight", "extractor_version", "baseline_version",
+                  "se_scale"]
 _SERVED_BY_BASELINE = "SELECT * FROM pipeline.served_models WHERE model <> ?"
 _SERVED_COUNTS = "SELECT model, count(*) FROM pipeline.served_models GROUP BY model ORDER BY count(*) DESC"
 _CHOSEN = "SELECT chosen FROM pipeline.extractor_versions WHERE version = ?"

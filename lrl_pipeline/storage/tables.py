@@ -46,7 +46,7 @@ FIXED_TABLES = {
     "validated_arms": "experiment_id VARCHAR, arms BIGINT, validated_at TIMESTAMP",
     "served_models": "experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, model VARCHAR, gain DOUBLE, "
                      "gain_se DOUBLE, pooled_weight DOUBLE, n BIGINT, extractor_version VARCHAR, "
-                     "baseline_version VARCHAR, chosen_at TIMESTAMP",
+                     "baseline_version VARCHAR, chosen_at TIMESTAMP, se_scale DOUBLE",
     "policy_segments": "experiment_id VARCHAR, segment BIGINT, rule VARCHAR, units BIGINT, arm VARCHAR, "
                        "objective VARCHAR, extractor_version VARCHAR, computed_at TIMESTAMP",
     "policy_values": "experiment_id VARCHAR, policy VARCHAR, metric VARCHAR, estimator VARCHAR, value DOUBLE, "

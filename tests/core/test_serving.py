@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from lrl_core.metrics import r_loss_gain
-from lrl_core.serving import POOLED, blend_weight, choose_served_models
+from lrl_core.serving import POOLED, blend_weight, choose_served_models, served_se_scale
 
 
 class Linear:
@@ -73,3 +73,39 @@ def test_blend_weight_is_one_without_evidence_and_finds_the_mix_with_it():
     assert abs(w - 0.5) < 0.1 and se < 0.05
     # On 30 rows the same comparison cannot tell: the pooled model keeps its whole weight.
     assert blend_weight(y[:30], t[:30], np.zeros(30), tau[:30] + 0.05, tau[:30])[0] == 1.0
+
+
+def test_served_se_scale_recovers_the_blends_error_from_the_pooled_variance_and_the_gain():
+    rng = np.random.default_rng(3)
+    n = 40000
+    x = rng.normal(size=n)
+    t = rng.random(n) < 0.3
+    tau = np.sin(2 * x)
+    y = x + t * tau + 0.5 * rng.normal(size=n)
+    pooled = tau + 0.5 * x  # a biased pooled CATE
+    alt = tau + 0.4 * rng.normal(size=n)  # an unbiased, noisier one
+    w, _ = blend_weight(y, t, x + t.mean() * pooled, pooled, alt)
+    blend = w * pooled + (1 - w) * alt
+    gain, _ = r_loss_gain(y, t, x + t.mean() * pooled, pooled, blend)
+    mse_pooled, mse_blend = np.mean((pooled - tau) ** 2), np.mean((blend - tau) ** 2)
+    scale = served_se_scale(mse_pooled, gain, t.mean(), w)
+    assert 0 < w < 1 and 0 < scale < 1
+    assert 0.7 < scale**2 * mse_pooled / mse_blend < 1.4
+    # Nothing known: the pooled standard error stands; a gain beyond the pooled variance: unknown.
+    assert served_se_scale(float("nan"), gain, 0.3, w) == 1.0
+    assert np.isnan(served_se_scale(0.5 * gain / 0.21, gain, 0.3, w))
+    # Never below the pooled model's share of the blend.
+    assert served_se_scale(1.0, 0.2, 0.5, 0.9) == 0.9
+
+
+def test_choose_served_models_scales_the_se_of_blended_cells_only():
+    X, units, arms, Y, beta = _world(n=4000)
+    control_arm, arm_experiment = np.array([0, 2]), np.array([0, 0, 1, 1])
+    wrong = beta.copy()
+    wrong[3] = wrong[2]
+    pooled = Linear(wrong)
+    pooled.cate_var_ = np.full((4, 2), 3.0)
+    served = choose_served_models(pooled, {"exact_t": Linear(beta)}, X, units, arms, Y, control_arm, arm_experiment)
+    assert (served.loc[served["model"] == POOLED, "se_scale"] == 1.0).all()
+    blended = served[served["model"] != POOLED]
+    assert len(blended) and ((blended["se_scale"] < 1.0) | blended["se_scale"].isna()).all()

@@ -38,9 +38,8 @@ def test_score_writes_the_contract_long_form(cli_env, updated, tmp_path):
     assert got == expected and len(scores) == len(expected)
     assert np.isfinite(scores["cate"].to_numpy(dtype=float)).all()
     assert (scores["cate_se"].dropna() > 0).all()
-    # Which estimator served each row; a T-learner's rows carry no standard error.
+    # Which estimator served each row.
     assert set(scores["model"]) <= {"lr_learner", "ols_t", "xgb_t", "lr_learner+ols_t", "lr_learner+xgb_t"}
-    assert scores.loc[scores["model"] != "lr_learner", "cate_se"].isna().all()
 
 
 def test_score_leaves_out_infinite_units_by_name_and_flags_extrapolation(cli_env, updated, tmp_path, capsys):
@@ -208,7 +207,12 @@ def test_a_blended_cell_serves_its_weighted_mix_of_pooled_and_t_learner_cates(cl
             :, 0, pooled_model.learner.metric_names_.index(row.metric)]
         cell = scores[(scores["experiment_id"] == row.experiment_id) & (scores["arm"] == row.arm)
                       & (scores["metric"] == row.metric)]
-        assert (cell["model"] == row.model).all() and cell["cate_se"].isna().all()
+        assert (cell["model"] == row.model).all()
+        # The pooled standard error scaled by se_scale: NULL exactly where the scale is unknown.
+        if np.isfinite(row.se_scale):
+            assert 0 < row.se_scale <= 1 and (cell["cate_se"].astype(float) > 0).all()
+        else:
+            assert cell["cate_se"].isna().all()
         np.testing.assert_allclose(cell["cate"], row.pooled_weight * pooled + (1 - row.pooled_weight) * t_cate,
                                    rtol=1e-4, atol=1e-5)
 
