@@ -8,9 +8,10 @@ metrics ``0 .. J-1``, given a model's predicted outcomes ``mu (n, A, J)``:
 
 - the **reward** of arm ``a`` for a unit is ``sum_m w_m cate_am`` (an
   :class:`Objective` weighs metrics), and a **guardrail** ``cate_am >= g_m``
-  must hold for a segment with confidence: on the lower end of the 95%
-  interval of the segment's doubly robust average effect, not on the point
-  estimate;
+  must hold for a segment with confidence: on a 95% lower bound of the
+  segment's doubly robust average effect, not on the point estimate (the
+  segment's own interval, or its parent's shifted by the model's difference
+  between the two, whichever is higher; see :func:`_guardrail_lower`);
 - the **policy tree** is a multi-output regression tree (scikit-learn) on
   the arms' rewards and guardrail effects over the features; each leaf (a
   segment) gets the arm with the best average reward among those that pass
@@ -136,6 +137,41 @@ def _rules(tree: DecisionTreeRegressor, describe: Describe) -> dict[int, str]:
     return rules
 
 
+def _dr_lower(effect_scores: np.ndarray) -> np.ndarray:
+    """``(A-1, J)`` the lower end of the 95% interval of the mean DR effect of ``effect_scores (n, A-1, J)``."""
+    se = effect_scores.std(axis=0, ddof=1) / np.sqrt(len(effect_scores))
+    return effect_scores.mean(axis=0) - 1.96 * se
+
+
+def _guardrail_lower(effect_scores, cate, in_leaf, in_parent) -> np.ndarray:
+    """``(A-1, J)`` a lower confidence bound of each arm's effect in a segment (a leaf).
+
+    The larger of two one-sided 97.5% bounds, so a 95% bound (Bonferroni): the
+    segment's own DR interval, and its parent's DR interval shifted by the
+    model's difference between the segment and its parent. A deeper tree's
+    segments are smaller and their own intervals wider; the second bound keeps
+    them from failing a guardrail on noise alone, while the DR scores, not the
+    model, still carry the level (the model only says how the segment differs
+    from its parent, which its per-unit noise barely moves).
+    """
+    own = _dr_lower(effect_scores[in_leaf])
+    if in_parent is None:
+        return own
+    shift = cate[in_leaf].mean(axis=0) - cate[in_parent].mean(axis=0)
+    return np.maximum(own, _dr_lower(effect_scores[in_parent]) + shift)
+
+
+def _parents(tree: DecisionTreeRegressor) -> np.ndarray:
+    """``(nodes,)`` each node's parent (-1 for the root)."""
+    inner = tree.tree_
+    parent = np.full(inner.node_count, -1)
+    for node in range(inner.node_count):
+        for child in (inner.children_left[node], inner.children_right[node]):
+            if child >= 0:
+                parent[child] = node
+    return parent
+
+
 def _fit_depth(X, mu, arm, y, shares, objective: Objective, depth: int, describe: Describe) -> PolicyTree:
     """The policy tree of one depth, segments decided on the DR scores of the fitting units."""
     cate = mu[:, 1:] - mu[:, :1]  # (n, A-1, J)
@@ -143,26 +179,27 @@ def _fit_depth(X, mu, arm, y, shares, objective: Objective, depth: int, describe
     targets = np.concatenate([objective.reward(cate), *(cate[:, :, m] for m in guards)], axis=1)
     scale = targets.std(axis=0)
     tree = DecisionTreeRegressor(max_depth=depth, min_samples_leaf=MIN_SEGMENT, random_state=0)
-    tree.fit(np.asarray(X, dtype=np.float32), targets / np.where(scale > 0, scale, 1.0))
+    features = np.asarray(X, dtype=np.float32)
+    tree.fit(features, targets / np.where(scale > 0, scale, 1.0))
     scores = dr_scores(mu, arm, y, shares)
     effect_scores = scores[:, 1:] - scores[:, :1]  # (n, A-1, J): DR effect of each arm against control
-    leaves = tree.apply(np.asarray(X, dtype=np.float32))
+    leaves, paths, parent = tree.apply(features), tree.decision_path(features).tocsc(), _parents(tree)
     rules, arms, segments = _rules(tree, describe), {}, []
     for leaf in np.unique(leaves):
-        members = effect_scores[leaves == leaf]
-        mean = members.mean(axis=0)
-        se = members.std(axis=0, ddof=1) / np.sqrt(len(members))
-        # The model's effects rank the arms (its noise is far below the DR scores'); the DR interval
-        # decides the guardrails, so that none is passed on a model's say-so.
-        reward = objective.reward(cate[leaves == leaf].mean(axis=0))
-        lower = {m: mean[:, m] - 1.96 * se[:, m] for m in guards}
+        in_leaf = leaves == leaf
+        in_parent = paths[:, parent[leaf]].toarray().ravel().astype(bool) if parent[leaf] >= 0 else None
+        # The model's effects rank the arms (its noise is far below the DR scores'); the DR scores
+        # carry the guardrails' level, so that none is passed on a model's say-so.
+        reward = objective.reward(cate[in_leaf].mean(axis=0))
+        bound = _guardrail_lower(effect_scores, cate, in_leaf, in_parent)
+        lower = {m: bound[:, m] for m in guards}
         passing = np.ones(len(reward), dtype=bool)
         for m in guards:
             passing &= lower[m] >= objective.guardrails[m]
         best = np.where(passing, reward, -np.inf)
         chosen = int(np.argmax(best)) + 1 if passing.any() and best.max() > 0 else 0
         arms[int(leaf)] = chosen
-        segments.append({"leaf": int(leaf), "rule": rules[int(leaf)], "units": int(len(members)), "arm": chosen,
+        segments.append({"leaf": int(leaf), "rule": rules[int(leaf)], "units": int(in_leaf.sum()), "arm": chosen,
                          "reward": reward, "guardrail_lower": lower})
     return PolicyTree(tree, depth, arms, segments)
 

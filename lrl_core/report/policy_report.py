@@ -59,7 +59,8 @@ def build_policy_report(data: PolicyReportData, path) -> ReportResult:
         "segments", "Segments and the arm each gets",
         "each row is a segment of the training units, written in the features' own units; reward columns are "
         "the model's predicted reward of each arm there, and a segment gets the best arm that passes every "
-        "guardrail on the lower end of its 95% doubly robust interval (control when none does).",
+        "guardrail on a 95% lower bound of its doubly robust effect (its own, or its parent segment's shifted "
+        "by the model's difference between the two, whichever is higher; control when none passes).",
         _table(data.segments, label_columns=["rule", "arm"]))
     dr = data.values[data.values["estimator"] == "dr"]
     table = dr.assign(interval=[f"± {1.96 * s:.3g}" for s in dr["se"]]).drop(columns=["estimator", "se"])

@@ -40,8 +40,8 @@ def cmd_policy(args: argparse.Namespace) -> None:
                                _pairs(args.guardrail or [], ">=", "--guardrail", "'latency>=-0.01'"), args.depth)
     weights = ", ".join(f"{result.metrics[m]} x {w:g}" for m, w in result.objective.weights.items())
     guards = ", ".join(f"{result.metrics[m]} >= {g:g}" for m, g in result.objective.guardrails.items()) or "none"
-    print(f"Experiment {result.experiment_id}: reward {weights}; guardrails {guards} (judged on the lower end of "
-          f"each segment's 95% interval); depth {result.policy.depth}")
+    print(f"Experiment {result.experiment_id}: reward {weights}; guardrails {guards} (judged on a 95% lower "
+          f"bound of each segment's doubly robust effect); depth {result.policy.depth}")
     print("\nSegments (training split):")
     print(result.segments.to_string(index=False))
     table = result.values[result.values["estimator"] == "dr"].copy()

@@ -36,11 +36,11 @@ def test_the_policy_recovers_the_oracle_keeps_the_guardrail_and_its_dr_interval_
         assert achieved >= 0.9 * best, (seed, achieved, best)
         assert not ((assigned == 3) & ~allowed[:, 3]).any(), seed
         assert 1 <= policy.depth <= 4 and {s["arm"] for s in policy.segments} <= {0, 1, 2, 3}
-        # A tree held at depth 3 never breaches either; its smaller segments fail guardrails on noise
-        # more often, so it keeps less of the oracle's gain (0.84-0.985 over these seeds).
+        # The depth-3 tree: its smaller segments borrow their parent's DR interval (shifted by the
+        # model), so they do not fail the guardrail on noise alone, and it never breaches either.
         deep = fit_policy_tree(X[known], model[known], arm[known], y[known], shares, OBJECTIVE, ["x0", "x1", "x2"],
                                validation=role[known] == 1, depths=[3]).assign(X[test])
-        assert (truth[rows, deep, 0] - truth[:, 0, 0]).mean() >= 0.75 * best, seed
+        assert (truth[rows, deep, 0] - truth[:, 0, 0]).mean() >= 0.9 * best, seed
         assert not ((deep == 3) & ~allowed[:, 3]).any(), seed
         value = policy_value(assigned, model[test], arm[test], y[test], shares, "dr")
         covered += abs(value.value[0] - truth[rows, assigned, 0].mean()) <= 1.96 * value.se[0]
