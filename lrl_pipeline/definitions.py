@@ -12,7 +12,7 @@ import dagster as dg
 
 from lrl_pipeline import checks
 from lrl_pipeline.assets import (
-    effects, experiment_reports, experiment_rows, features, heads, ingest, policies, reports, training,
+    effects, experiment_reports, experiment_rows, features, heads, ingest, policies, reports, segments, training,
 )
 from lrl_pipeline.jobs import ALL_JOBS
 from lrl_pipeline.paths import artifacts_dir, db_path
@@ -26,7 +26,7 @@ __all__ = ["build_definitions", "defs"]
 ASSETS = [
     *ingest.raw_tables, ingest.validated_tables,
     features.unit_features, features.training_examples,
-    training.lr_learner, training.t_learners, effects.effects_across_experiments,
+    training.lr_learner, training.t_learners, effects.effects_across_experiments, segments.segment_effects,
     experiment_rows.experiment_rows, heads.experiment_heads,
     experiment_reports.head_evaluation, policies.experiment_policies, reports.evaluation,
 ]

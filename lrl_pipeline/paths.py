@@ -10,7 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["db_path", "artifacts_dir", "command_wait_s", "project_root", "dagster_home", "ensure_dagster_home"]
+__all__ = ["db_path", "artifacts_dir", "command_wait_s", "segment_by", "project_root", "dagster_home",
+           "ensure_dagster_home"]
 
 
 def db_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -38,6 +39,12 @@ def command_wait_s() -> float:
         return float(chosen) if chosen else 60.0
     except ValueError:
         raise ValueError(f"LRL_DB_WAIT_S must be a number of seconds, not {chosen!r}") from None
+
+
+def segment_by() -> str:
+    """The unit feature column whose levels segment the units for ``segment_effects``:
+    ``$LRL_SEGMENT_BY``, else empty (none)."""
+    return os.environ.get("LRL_SEGMENT_BY", "").strip()
 
 
 def project_root() -> Path:

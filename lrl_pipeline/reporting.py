@@ -70,9 +70,11 @@ def _calibration(learner, X, pooled: PooledData, rows: np.ndarray) -> pd.DataFra
 def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, split: np.ndarray,
                         risks: pd.DataFrame, quarantine: pd.DataFrame, rows_in: dict[str, int],
                         served: pd.DataFrame | None = None,
-                        effects: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> RetrainReportData:
+                        effects: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                        segment_effects: pd.DataFrame | None = None) -> RetrainReportData:
     """Inputs of the retrain report: test-split risks, T-learner ITEs, calibration, embeddings, training;
-    ``effects``: ``pipeline.arm_effects`` and ``pipeline.effect_covariance`` of this extractor."""
+    ``effects``: ``pipeline.arm_effects`` and ``pipeline.effect_covariance`` of this extractor;
+    ``segment_effects``: ``pipeline.segment_effects`` of this extractor."""
     treated = np.flatnonzero(pooled.control_arm[pooled.arm_experiment] != np.arange(pooled.n_arms))
     controls = pooled.control_arm[pooled.arm_experiment[treated]]
     labels = [f"{pooled.experiments[pooled.arm_experiment[a]]}/{pooled.arm_names[a]}" for a in treated]
@@ -100,6 +102,7 @@ def retrain_report_data(model: LoadedModel, pooled: PooledData, X: np.ndarray, s
         categories=model.transform.level_counts_,
         arm_effects=effects[0] if effects else None,
         effect_covariance=effects[1] if effects else None,
+        segment_effects=segment_effects,
         meta={"extractor version": model.version, "trained at": model.metadata.get("trained_at"),
               "epochs": learner.n_epochs_, "fit seconds": f"{learner.fit_seconds_:.1f}",
               "experiments": len(pooled.experiments), "exposure rows": f"{pooled.n_rows:,}",

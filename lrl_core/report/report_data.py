@@ -69,6 +69,10 @@ class RetrainReportData:
         effect_se, pooled``) and ``pipeline.effect_covariance`` (``metric_a,
         metric_b, estimator, covariance, correlation, se, n_arms``): effects
         across experiments; None leaves the section saying so.
+    segment_effects:
+        ``pipeline.segment_effects`` (``segment, experiment_id, arm, metric,
+        source, effect, se, si_test_passed``, and ``segment_by``): effects by
+        segment, observed and extrapolated; None leaves the section saying so.
     """
 
     risks: pd.DataFrame
@@ -88,6 +92,7 @@ class RetrainReportData:
     categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     arm_effects: pd.DataFrame | None = None
     effect_covariance: pd.DataFrame | None = None
+    segment_effects: pd.DataFrame | None = None
     title: str = "LR-learner retrain report"
     n_neighbours: int = 3
     bcv_max_units: int = 2000

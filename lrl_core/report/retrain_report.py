@@ -14,12 +14,14 @@ import pandas as pd
 
 from lrl_core.atomic import write_text_atomically
 from lrl_core.rank import bcv_rank, singular_values
+from lrl_core.segment_effects import disagreements
 from lrl_core.report.embeddings import nearest_experiments, similarity_matrix
 from lrl_core.report.effect_figures import effect_scatter
 from lrl_core.report.figures import quarantine_bars, training_curves
 from lrl_core.report.html_parts import _details, _esc, _facts, _meta_table, _note, _Page, _plain, _table
 from lrl_core.report.low_rank_figures import clustered_heatmap, correlation_heatmap, singular_values_plot
 from lrl_core.report.report_data import ReportResult, RetrainReportData
+from lrl_core.report.segment_figures import segment_heatmap
 from lrl_core.report.risk_figures import risk_bars
 from lrl_core.report.summaries import (_calibration_section, _improvement_columns, _models, _present_risks,
                                        _risk_comparison, _with_risk_columns)
@@ -273,6 +275,35 @@ def _effects_section(page: _Page, data: RetrainReportData) -> list[str]:
     return facts
 
 
+def _segments_section(page: _Page, data: RetrainReportData) -> list[str]:
+    """Effects by segment: the heatmap of observed and SI-extrapolated cells, and where SI and the
+    LR-learner disagree beyond their intervals."""
+    rows = data.segment_effects
+    how = ("where an experiment left a segment out, Synthetic Interventions (a low-rank tensor of segment "
+           "means) and the LR-learner (its CATE averaged over the segment's units) each extrapolate; they rest "
+           "on different assumptions, so a cell where they disagree beyond their 95% intervals, or where SI's "
+           "subspace test fails, should not be trusted without a test on that segment.")
+    if rows is None or rows.empty:
+        page.section("segments", "Effects by segment", how,
+                     _note("No segment effects for this extractor: set segment_by (run config of "
+                           "segment_effects) or $LRL_SEGMENT_BY to a unit feature column."))
+        return []
+    column = str(rows["segment_by"].iloc[0]) if "segment_by" in rows else "segment"
+    body = "".join(page.figure(segment_heatmap(rows, metric), f"Effects on {metric} by {column}.")
+                   for metric in sorted(rows["metric"].unique())[:3])
+    disagree = disagreements(rows)
+    si = rows[rows["source"] == "si"]
+    failed = int((si["si_test_passed"] == False).sum())  # noqa: E712 (nullable boolean)
+    if len(disagree):
+        body += ("<h3>Cells where SI and the LR-learner disagree beyond their intervals</h3>"
+                 + _table(disagree.head(50)))
+    else:
+        body += _note("SI and the LR-learner agree within their intervals on every left-out cell.")
+    page.section("segments", f"Effects by segment ({column})", how, body)
+    return [f"{len(si)} left-out segment cells by {column}: SI estimated {int(si['effect'].notna().sum())}, "
+            f"its test failed on {failed}, SI and the LR-learner disagree on {len(disagree)}."]
+
+
 def _categories_table(categories: Mapping[str, Mapping[str, int]]) -> str:
     """One row per categorical feature column: its kept levels with their units, and what was pooled."""
     if not categories:
@@ -330,8 +361,9 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     metric), ``embeddings`` (nearest arms by effect embedding),
     ``training`` (loss curves, kept epoch), ``model-choice`` (model selection's
     candidates, what serves each cell), ``effects`` (correlations of effects
-    across experiments by estimator, the strongest pair's arm effects) and
-    ``data-quality`` (rows in, rows quarantined by reason, the levels kept of
+    across experiments by estimator, the strongest pair's arm effects),
+    ``segments`` (effects by segment, observed and extrapolated by SI, where SI
+    and the LR-learner disagree) and ``data-quality`` (rows in, rows quarantined by reason, the levels kept of
     each categorical feature).
 
     Returns a :class:`ReportResult`; ``key_figures`` maps ``risks``,
@@ -354,6 +386,7 @@ def build_retrain_report(data: RetrainReportData, path) -> ReportResult:
     facts += _training_section(page, data)
     facts += _model_choice_section(page, data)
     facts += _effects_section(page, data)
+    facts += _segments_section(page, data)
     facts += _data_quality_section(page, data.quarantine, data.rows_in, data.categories)
     _retrain_overview(page, data, reference, facts)
     # The overview is built last (it quotes the other sections) but shown first.

@@ -17,7 +17,8 @@ from lrl_core.report import build_retrain_report
 from lrl_core.serving import POOLED, choose_served_models
 from lrl_pipeline.compute import one_blas_thread
 from lrl_pipeline.storage import (
-    count_raw_rows, ensure_schema, load_pooled, LRLDatabase, read_effects, read_table, replace_table, utc_now,
+    count_raw_rows, ensure_schema, load_pooled, LRLDatabase, read_effects, read_segment_effects, read_table,
+    replace_table, utc_now,
 )
 from lrl_pipeline.reporting import retrain_report_data, retrain_report_path
 from lrl_pipeline.resources import ArtifactStoreResource
@@ -88,6 +89,7 @@ def evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
         quarantine = read_table(con, "quarantine")
         rows_in = count_raw_rows(con)
         effects = read_effects(con, model.version)
+        segment_rows = read_segment_effects(con, model.version)
     if model.metadata.get("arm_names") != pooled.arm_names or model.metadata.get("experiments") != pooled.experiments:
         raise dg.Failure(
             f"the current extractor {model.version} was trained on other experiments than "
@@ -103,7 +105,7 @@ def evaluation(context: dg.AssetExecutionContext, database: LRLDatabase,
         ]
         rows = pd.concat([*tables, baselines.drop(columns="evaluated_at")], ignore_index=True)
         served = served_models(model, artifacts.baseline_store(), pooled, X, split)
-        data = retrain_report_data(model, pooled, X, split, rows, quarantine, rows_in, served, effects)
+        data = retrain_report_data(model, pooled, X, split, rows, quarantine, rows_in, served, effects, segment_rows)
         report = build_retrain_report(data, retrain_report_path(artifacts.root, model.version))
     rows = rows.assign(extractor_version=model.version, evaluated_at=utc_now())
     with database.connect() as con:

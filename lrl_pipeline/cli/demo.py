@@ -22,10 +22,34 @@ DEMO_SHAPE = dict(
 10% of units also in a second experiment, a few missing features and metrics."""
 
 
+DEMO_SEGMENT_BY = "region"
+"""The demo's segmentation column (``segment_effects``, ``lrl segments --by region``)."""
+
+
 def _demo_data():
     from lrl_core.synthetic import nonlinear_synthetic
 
     return nonlinear_synthetic(**DEMO_SHAPE)
+
+
+def _with_regions(data, tables: dict[str, pd.DataFrame], seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The demo's tables with a ``region`` unit feature (eight levels, from two of the features, so
+    regions differ in outcomes and effects) and, as real tests do, experiments that ran only in
+    some regions: every other experiment leaves out one or two regions (its rows there dropped)."""
+    X = data.X
+    quartile = np.searchsorted(np.nanquantile(X[:, 0], [0.25, 0.5, 0.75]), X[:, 0])
+    region = np.asarray([f"region_{c}" for c in "abcdefgh"], dtype=object)[2 * quartile + (X[:, 1] > 0)]
+    tables = dict(tables)
+    tables["unit_features"] = tables["unit_features"].assign(**{DEMO_SEGMENT_BY: region[tables["unit_features"]["unit_id"]]})
+    rng = np.random.default_rng(seed)
+    levels = sorted(set(region))
+    left_out = {e: set(rng.choice(levels, size=rng.integers(1, 3), replace=False))
+                for e in data.experiments[:-1:2]}
+    for name in ("exposures", "outcomes"):
+        frame = tables[name]
+        drop = np.array([region[u] in left_out.get(e, ()) for u, e in zip(frame["unit_id"], frame["experiment_id"])])
+        tables[name] = frame[~drop].reset_index(drop=True)
+    return tables
 
 
 def _held_back(tables: dict[str, pd.DataFrame], experiment_id: str) -> dict[str, pd.DataFrame]:
@@ -85,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     artifacts = paths.artifacts_dir(db)
     data = _demo_data()
     _refuse_foreign_data(db, data.experiments)
-    tables = data.raw_tables()
+    tables = _with_regions(data, data.raw_tables())
     newest = data.experiments[-1]
     first = _held_back(tables, newest)
     print(f"Writing a synthetic data set into {db}: {len(data.experiments) - 1} experiments, "
@@ -93,7 +117,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
           f"{len(data.metrics)} metrics ({newest} is held back, to be launched later)")
     write_raw_tables(db, first, replace=True)
     say = progress()
-    result = runner.run_retrain(db, artifacts, progress=say)
+    result = runner.run_retrain(db, artifacts, progress=say, run_config={
+        "ops": {"segment_effects": {"config": {"segment_by": DEMO_SEGMENT_BY}}}})
 
     print(f"\nLaunching a new experiment, {newest}: its head is fitted on the saved extractor, no retrain")
     write_raw_tables(db, {name: tables[name] for name in ("experiments", "exposures", "outcomes")}, replace=True)

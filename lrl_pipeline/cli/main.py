@@ -14,6 +14,7 @@ from lrl_pipeline.cli.pipeline import cmd_report, cmd_retrain, cmd_status, cmd_u
 from lrl_pipeline.cli.policy import cmd_policy
 from lrl_pipeline.cli.proxies import ESTIMATOR_CHOICES, cmd_proxies
 from lrl_pipeline.cli.score import cmd_score
+from lrl_pipeline.cli.segments import cmd_segments
 from lrl_pipeline.cli.ui import UI_HOST, UI_PORT, cmd_ui
 
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "best linear proxy"),
         "policy": (cmd_policy, "who should get which arm of an experiment: a policy tree under metric weights and "
                                "guardrails, valued on held-out units"),
+        "segments": (cmd_segments, "effects on the segments an experiment left out: Synthetic Interventions and the "
+                                   "LR-learner side by side, with the observed effects"),
         "ui": (cmd_ui, f"the Dagster UI over this project (http://{UI_HOST}:{UI_PORT})"),
     }
     for name, (func, text) in commands.items():
@@ -67,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--depth", type=int, help="tree depth, 1 to 4 (default: chosen on held-out units)")
     policy.add_argument("--units", metavar="IN.parquet", help="units to assign an arm (unit_id and the features)")
     policy.add_argument("--out", metavar="OUT.parquet", help="where to write unit_id, arm, segment of --units")
+    segments = sub.choices["segments"]
+    segments.add_argument("--by", required=True, metavar="COLUMN", help="a unit feature column whose levels are "
+                                                                        "the segments (e.g. country)")
+    segments.add_argument("--experiment", metavar="E", help="only this experiment")
+    segments.add_argument("--out", metavar="OUT.parquet", help="write the rows (pipeline.segment_effects' columns)")
     return parser
 
 

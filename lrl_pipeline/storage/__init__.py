@@ -9,7 +9,8 @@ implementation of the prepared features, inside DuckDB), ``experiment_rows``
 prepared matrix as the model reads them), ``registry`` (the experiment
 registry and the version of each head), ``heads`` (the per-experiment
 partitions' tables), ``models`` (extractor versions and served models),
-``effects`` (per-arm outcome statistics for the effect covariance).
+``effects`` (per-arm outcome statistics for the effect covariance),
+``segments`` (per-segment outcome statistics for Synthetic Interventions).
 Everything else in ``lrl_pipeline`` imports from here and writes no SQL.
 """
 from lrl_pipeline.storage.database import Connection, DatabaseBusy, LRLDatabase, is_lock_error, transaction
@@ -31,6 +32,7 @@ from lrl_pipeline.storage.raw import (
     RAW_TABLES, arrow_to_pandas, attach_parquet_sources, count_raw_rows, experiment_ids, raw_arms, read_experiment_tables, read_raw_table,
     read_raw_tables, table_exists, write_raw_tables,
 )
+from lrl_pipeline.storage.segments import read_segment_effects, segment_columns, segment_moments, segment_units
 from lrl_pipeline.storage.registry import (
     HeadState, changed_arms, is_partition_key, read_head_state, record_validated_arms,
 )
@@ -53,6 +55,7 @@ __all__ = [
     "RAW_TABLES", "arrow_to_pandas", "attach_parquet_sources", "count_raw_rows", "experiment_ids", "raw_arms", "read_experiment_tables",
     "read_raw_table", "read_raw_tables", "table_exists", "write_raw_tables",
     "HeadState", "changed_arms", "is_partition_key", "read_head_state", "record_validated_arms",
+    "read_segment_effects", "segment_columns", "segment_moments", "segment_units",
     "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "insert_rows",
     "quarantine_rows", "read_table", "registered", "replace_table", "replace_table_with", "utc_now",
     "load_pooled", "load_validated",

@@ -56,6 +56,9 @@ FIXED_TABLES = {
     "effect_covariance": "metric_a VARCHAR, metric_b VARCHAR, estimator VARCHAR, covariance DOUBLE, "
                          "correlation DOUBLE, se DOUBLE, n_arms BIGINT, extractor_version VARCHAR, "
                          "computed_at TIMESTAMP",
+    "segment_effects": "segment VARCHAR, experiment_id VARCHAR, arm VARCHAR, metric VARCHAR, source VARCHAR, "
+                       "effect DOUBLE, se DOUBLE, si_test_passed BOOLEAN, segment_by VARCHAR, "
+                       "extractor_version VARCHAR, computed_at TIMESTAMP",
     "metric_proxies": "north_star VARCHAR, proxy VARCHAR, estimator VARCHAR, weight DOUBLE, weight_se DOUBLE, "
                       "r2 DOUBLE, r2_se DOUBLE, n_arms BIGINT, extractor_version VARCHAR, computed_at TIMESTAMP",
 }
