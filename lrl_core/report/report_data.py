@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 RETRAIN_SECTIONS = ["overview", "risks", "low-rank", "calibration", "embeddings", "training", "model-choice",
-                    "effects", "data-quality"]
+                    "effects", "segments", "data-quality"]
 EXPERIMENT_SECTIONS = ["overview", "cate-distribution", "calibration", "standard-errors", "head-vs-tlearner"]
 
 

@@ -63,3 +63,29 @@ def test_builders_reject_inputs_they_cannot_report(tmp_path):
     with pytest.raises(ValueError, match="risk table"):
         build_retrain_report(RetrainReportData(risks=data.risks.iloc[:0]), tmp_path / "x.html")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_the_segments_section_shows_the_heatmap_and_where_si_and_the_lr_learner_disagree(tmp_path):
+    import dataclasses
+
+    import pandas as pd
+
+    rows = pd.DataFrame([
+        # segment, experiment, arm, metric, source, effect, se, si test
+        ("north", "exp_a", "treatment", "revenue", "observed", 0.5, 0.1, None),
+        ("south", "exp_a", "treatment", "revenue", "si", 0.4, 0.1, True),
+        ("south", "exp_a", "treatment", "revenue", "lr", 0.45, 0.1, None),
+        ("north", "exp_b", "treatment", "revenue", "si", 2.0, 0.1, False),
+        ("north", "exp_b", "treatment", "revenue", "lr", -1.0, 0.1, None),
+        ("south", "exp_b", "treatment", "revenue", "observed", 0.1, 0.1, None),
+    ], columns=["segment", "experiment_id", "arm", "metric", "source", "effect", "se", "si_test_passed"])
+    rows = rows.assign(segment_by="region", si_test_passed=rows["si_test_passed"].astype("boolean"))
+    data = dataclasses.replace(retrain_data(np.random.default_rng(6)), segment_effects=rows)
+    result = build_retrain_report(data, tmp_path / "retrain.html")
+    text, _ = check_report(result.path, RETRAIN_SECTIONS, n_images=11)
+    assert "Effects by segment (region)" in text and "Effects on revenue by region" in text
+    # Only exp_b's cell disagrees (3 against 0.14 standard errors apart), and its failed test shows.
+    assert "Cells where SI and the LR-learner disagree beyond their intervals" in text
+    table = text.split("disagree beyond their intervals</h3>")[1].split("</table>")[0]
+    assert "exp_b" in table and "exp_a" not in table
+    assert "2 left-out segment cells by region: SI estimated 2, its test failed on 1" in text

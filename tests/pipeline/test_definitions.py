@@ -14,7 +14,7 @@ GROUPS = {
                "valid_experiments", "valid_exposures", "valid_outcomes", "quarantine"},
     "features": {"unit_features", "training_examples"},
     "training": {"lr_learner", "t_learners"},
-    "effects": {"arm_effects", "effect_covariance", "metric_proxies"},
+    "effects": {"arm_effects", "effect_covariance", "metric_proxies", "segment_effects"},
     "heads": {"experiment_rows", "experiment_heads"},
     "reports": {"head_evaluation", "experiment_policies", "evaluation"},
 }
