@@ -10,8 +10,10 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["db_path", "artifacts_dir", "command_wait_s", "segment_by", "project_root", "dagster_home",
-           "ensure_dagster_home"]
+__all__ = ["db_path", "artifacts_dir", "command_wait_s", "segment_by", "train_memory_bytes", "project_root",
+           "dagster_home", "ensure_dagster_home"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
 def db_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -45,6 +47,21 @@ def segment_by() -> str:
     """The unit feature column whose levels segment the units for ``segment_effects``:
     ``$LRL_SEGMENT_BY``, else empty (none)."""
     return os.environ.get("LRL_SEGMENT_BY", "").strip()
+
+
+def train_memory_bytes() -> int | None:
+    """How much memory the prepared feature matrix may take: ``$LRL_TRAIN_MEMORY`` (e.g. ``8GB``,
+    ``500MB``, bytes), else None (no budget: the matrix is held in memory)."""
+    chosen = os.environ.get("LRL_TRAIN_MEMORY", "").strip().upper().replace(" ", "")
+    if not chosen:
+        return None
+    number = chosen.rstrip("KMGTB")
+    unit = chosen[len(number):]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise ValueError(f"LRL_TRAIN_MEMORY must be a size such as 8GB or 500MB, not {chosen!r}") from None
+    return int(value)
 
 
 def project_root() -> Path:

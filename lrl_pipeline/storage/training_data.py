@@ -1,12 +1,16 @@
 """The training data as the model reads it: valid tables, pooled rows and the prepared feature matrix."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from lrl_core.data import QUARANTINE_COLUMNS, PooledData, ValidationResult, build_pooled_data, split_by_unit
+from lrl_pipeline.paths import train_memory_bytes
 from lrl_pipeline.storage.raw import arrow_to_pandas
 from lrl_pipeline.storage.tables import read_table
 
@@ -40,8 +44,12 @@ def load_validated(con: duckdb.DuckDBPyConnection, unit_columns: bool = True) ->
     )
 
 
-def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray, np.ndarray]:
+def load_pooled(con: duckdb.DuckDBPyConnection,
+                memory_bytes: int | None = None) -> tuple[PooledData, np.ndarray, np.ndarray]:
     """The pooled training rows with their prepared features and unit split.
+
+    ``memory_bytes``: a budget for the feature matrix (default ``$LRL_TRAIN_MEMORY``, else
+    none); a matrix larger than it is a memory-mapped file (see :func:`_matrix_storage`).
 
     Rows come from ``pipeline.training_examples``, outcomes from
     ``pipeline.valid_outcomes`` (of the experiments in the examples), features
@@ -61,10 +69,31 @@ def load_pooled(con: duckdb.DuckDBPyConnection) -> tuple[PooledData, np.ndarray,
         quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
     ))
     del examples
-    return pooled, _prepared_matrix(con, unit_ids.column(0)), split_by_unit(pooled.unit_ids)
+    budget = memory_bytes if memory_bytes is not None else train_memory_bytes()
+    return pooled, _prepared_matrix(con, unit_ids.column(0), budget), split_by_unit(pooled.unit_ids)
 
 
-def _prepared_matrix(con: duckdb.DuckDBPyConnection, unit_ids: pa.ChunkedArray) -> np.ndarray:
+def _matrix_storage(shape: tuple[int, int], budget: int | None) -> np.ndarray:
+    """An empty float32 matrix: in memory, or past ``budget`` bytes a memory-mapped file.
+
+    The file (under ``$TMPDIR``) is unlinked as soon as it is mapped, so it
+    lives exactly as long as the array, and the kernel pages it in and out:
+    training gathers each batch's rows from it, and the process's own
+    (anonymous) memory no longer holds the matrix. The values, and so every
+    fit, are the same as in memory.
+    """
+    if budget is None or shape[0] * shape[1] * 4 <= budget:
+        return np.empty(shape, dtype=np.float32)
+    handle, path = tempfile.mkstemp(prefix="lrl-features-", suffix=".npy")
+    os.close(handle)
+    try:
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    finally:
+        os.unlink(path)
+
+
+def _prepared_matrix(con: duckdb.DuckDBPyConnection, unit_ids: pa.ChunkedArray,
+                     budget: int | None = None) -> np.ndarray:
     """``pipeline.unit_features`` without ``unit_id`` as one float32 matrix, filled batch by batch.
 
     Streaming keeps memory at the matrix itself: an Arrow copy of the whole
@@ -72,11 +101,12 @@ def _prepared_matrix(con: duckdb.DuckDBPyConnection, unit_ids: pa.ChunkedArray) 
     as any of their columns does, so nothing of a batch is kept). Prepared
     features have no NULLs; going through pandas would widen every float32
     column to float64. Each batch's ``unit_id`` must match ``unit_ids``, the
-    order the caller pooled the rows in.
+    order the caller pooled the rows in. Past ``budget`` bytes the matrix is a memory-mapped
+    file (:func:`_matrix_storage`).
     """
     n = len(unit_ids)
     reader = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_reader(PREPARED_BATCH_ROWS)
-    X = np.empty((n, len(reader.schema) - 1), dtype=np.float32)
+    X = _matrix_storage((n, len(reader.schema) - 1), budget)
     start = 0
     for batch in reader:
         expected = unit_ids.slice(start, batch.num_rows)

@@ -109,6 +109,19 @@ def test_refit_is_identical_on_cpu_and_callback_sees_every_epoch(data):
     assert not np.array_equal(a.transform(data["X_test"]), c.transform(data["X_test"]))
 
 
+def test_a_fit_on_a_memory_mapped_matrix_equals_the_fit_in_memory(data, tmp_path):
+    """Issue 16: the pipeline spills a matrix past its memory budget to a mapped file; every batch
+    is gathered from it, and the fit is the same."""
+    cfg = quick(max_epochs=4, interval_refits=2)
+    mapped = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32, shape=data["X"].shape)
+    mapped[:] = data["X"]
+    a = LRLearner(cfg).fit(data["X"], data["units"], data["arms"], data["Y"])
+    b = LRLearner(cfg).fit(mapped, data["units"], data["arms"], data["Y"])
+    assert [r["val_loss"] for r in a.history_] == [r["val_loss"] for r in b.history_]
+    assert np.array_equal(a.transform(data["X_test"]), b.transform(data["X_test"]))
+    assert np.array_equal(a.cate_var_, b.cate_var_, equal_nan=True)
+
+
 def test_metrics_are_standardised_and_predictions_in_original_units(data):
     cfg = quick(max_epochs=3)
     scale, shift = np.array([1000.0, 1.0, 0.01]), np.array([5.0, -3.0, 0.0])

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 import numpy as np
+import pytest
 
 from lrl_core.features import FeatureTransform
 
@@ -63,3 +64,19 @@ def test_prepared_features_that_no_longer_match_the_pooled_units_are_refused(pip
         for changed in (pa.chunked_array([ids.to_numpy()[::-1].copy()]), ids.slice(0, len(ids) - 1)):
             with pytest.raises(RuntimeError, match="changed while it was read"):
                 training_data._prepared_matrix(con, changed)
+
+
+def test_a_matrix_past_the_memory_budget_is_memory_mapped_with_the_same_values(pipeline, monkeypatch):
+    from lrl_pipeline import paths
+
+    with LRLDatabase(database=str(pipeline.db)).connect(read_only=True) as con:
+        _, in_memory, _ = training_data.load_pooled(con)
+        monkeypatch.setenv("LRL_TRAIN_MEMORY", "1KB")
+        _, mapped, _ = training_data.load_pooled(con)
+    assert not isinstance(in_memory, np.memmap) and isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, in_memory)
+    assert paths.train_memory_bytes() == 1000
+    for bad in ("lots", "8XB"):
+        monkeypatch.setenv("LRL_TRAIN_MEMORY", bad)
+        with pytest.raises(ValueError, match="LRL_TRAIN_MEMORY must be a size"):
+            paths.train_memory_bytes()
