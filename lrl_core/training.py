@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import LRLConfig
+from .distributed import DataParallel
 from .metrics import location_scale
 from .model import LowRankNet
 from .selection import candidate_configs, successive_halving
@@ -110,6 +111,7 @@ class LRLearner:
         metric_names: list[str] | None = None,
         callback: Callable[[dict], None] | None = None,
         controls: np.ndarray | None = None,
+        parallel: DataParallel | None = None,
     ) -> "LRLearner":
         """Train on exposure rows.
 
@@ -128,6 +130,9 @@ class LRLearner:
             ``config.interval_refits > 0``, the jackknife of :mod:`lrl_core.uncertainty`
             sets ``cate_var_ (G, J)`` and ``extractor_var_ (J,)``; otherwise they are
             NaN and 0 (standard errors then treat ``v`` as known).
+        parallel: this process's rank among data-parallel ranks (:mod:`lrl_core.distributed`);
+            every rank is given the same rows and computes its share of each batch, and the
+            fit (selection and jackknife included) is the same on every rank.
         """
         cfg = self.config
         started = time.perf_counter()
@@ -184,8 +189,8 @@ class LRLearner:
             if callback is not None:
                 callback(record)
 
-        trials = [_Trial(config, train, val, self.device_, X.shape[1], n_arms, n_metrics, batch_size, on_epoch)
-                  for config in candidate_configs(cfg)]
+        trials = [_Trial(config, train, val, self.device_, X.shape[1], n_arms, n_metrics, batch_size, on_epoch,
+                         parallel) for config in candidate_configs(cfg)]
         try:
             winner, selection = successive_halving(trials, cfg.selection_rung_steps, len(train.bounds))
         finally:
@@ -201,7 +206,8 @@ class LRLearner:
 
             def refit(keep: np.ndarray) -> LRLearner:
                 return LRLearner(refit_config).fit(X, units[keep], arms[keep], Y[keep], n_arms=n_arms,
-                                                   validation=val_rows, metric_names=self.metric_names_)
+                                                   validation=val_rows, metric_names=self.metric_names_,
+                                                   parallel=parallel)
 
             ceiling = validation_ceiling(self, X, *val_rows, controls) if val_rows[0].size else None
             jackknife = jackknife_cate_variance(refit, self, X, units, arms, controls, cfg.interval_refits,

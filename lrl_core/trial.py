@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .config import LRLConfig
+from .distributed import DataParallel
 from .model import LowRankNet, arm_pages
 
 SMALL_STEP_MACS = 32_000_000
@@ -126,20 +127,29 @@ def patience_epochs(config: LRLConfig, steps_per_epoch: int) -> int:
     return max(1, min(config.patience, max(config.min_patience, by_steps)))
 
 
-def _squared_error(model: LowRankNet, data: _Batches, b: int) -> torch.Tensor:
-    """Summed squared error of batch ``b`` over its observed entries (a 0-d tensor)."""
+def _squared_error(model: LowRankNet, data: _Batches, b: int, parallel: DataParallel | None = None) -> torch.Tensor:
+    """Summed squared error of batch ``b`` over its observed entries (a 0-d tensor); with
+    ``parallel``, over this rank's share of the batch's rows only."""
     s, e = data.bounds[b]
-    x = torch.index_select(data.features, 0, data.rows[s:e], out=data.buffer[: e - s])
+    if parallel is None:
+        rows, slots, y, mask = data.rows[s:e], data.slots[s:e], data.y[s:e], data.mask[s:e]
+    else:
+        share = parallel.share(s, e, data.y.device)
+        rows, slots, y, mask = (data.rows[share.to(data.rows.device)], data.slots[share], data.y[share],
+                                data.mask[share])
+    x = torch.index_select(data.features, 0, rows, out=data.buffer[: rows.shape[0]])
     v = model.embed(x.to(data.y.device))
-    pred = model.paged_outcomes(v, data.slots[s:e], data.page_arms[b], data.page_rows)
-    return (data.mask[s:e] * (pred - data.y[s:e]).square()).sum()
+    pred = model.paged_outcomes(v, slots, data.page_arms[b], data.page_rows)
+    return (mask * (pred - y).square()).sum()
 
 
 @torch.no_grad()
-def _mean_squared_error(model: LowRankNet, data: _Batches) -> float:
+def _mean_squared_error(model: LowRankNet, data: _Batches, parallel: DataParallel | None = None) -> float:
     total = torch.zeros((), device=data.y.device)
     for b in range(len(data.bounds)):
-        total += _squared_error(model, data, b)
+        total += _squared_error(model, data, b, parallel)
+    if parallel is not None:
+        parallel.sum(total)
     return total.item() / data.n_observed
 
 
@@ -154,8 +164,10 @@ class _Trial:
     """
 
     def __init__(self, config: LRLConfig, train: _Batches, val: _Batches | None, device: torch.device,
-                 n_features: int, n_arms: int, n_metrics: int, batch_size: int, callback) -> None:
+                 n_features: int, n_arms: int, n_metrics: int, batch_size: int, callback,
+                 parallel: DataParallel | None = None) -> None:
         self.config, self.train, self.val, self.callback = config, train, val, callback
+        self.parallel = parallel
         self.label = f"{config.extractor} d={config.d} weight_decay={config.weight_decay:g}"
         generator = torch.Generator().manual_seed(config.seed)
         self.model = LowRankNet(
@@ -211,14 +223,19 @@ class _Trial:
         started = time.perf_counter()
         total = torch.zeros((), device=train.y.device)
         for b in self.rng.permutation(len(train.bounds)):
-            squared = _squared_error(model, train, b)
+            squared = _squared_error(model, train, b, self.parallel)
             self.optimizer.zero_grad(set_to_none=True)
+            # Divided by the whole batch's count on every rank: summed over ranks, the batch's gradient.
             (squared / train.observed[b]).backward()
+            if self.parallel is not None:
+                self.parallel.sum_gradients(model.parameters())
             self.optimizer.step()
             total += squared.detach()
+        if self.parallel is not None:
+            self.parallel.sum(total)
         # One host synchronisation per epoch, never per step.
         train_loss = total.item() / train.n_observed
-        val_loss = _mean_squared_error(model, self.val) if self.val is not None else train_loss
+        val_loss = _mean_squared_error(model, self.val, self.parallel) if self.val is not None else train_loss
         epoch = self.epochs + 1
         record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                   "seconds": time.perf_counter() - started, "candidate": self.label}

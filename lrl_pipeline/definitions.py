@@ -51,6 +51,8 @@ def build_definitions(db: str | os.PathLike | None = None, artifacts: str | os.P
         resources={
             "database": LRLDatabase(database=str(database)),
             "artifacts": ArtifactStoreResource(root=str(store)),
+            # Runs the data-parallel fit's torchrun; a deployment swaps in PipesK8sClient or another.
+            "pipes_client": dg.PipesSubprocessClient(),
         },
     )
 

@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["db_path", "artifacts_dir", "command_wait_s", "segment_by", "train_memory_bytes", "project_root",
-           "dagster_home", "ensure_dagster_home"]
+__all__ = ["db_path", "artifacts_dir", "command_wait_s", "segment_by", "train_memory_bytes", "train_workers",
+           "project_root", "dagster_home", "ensure_dagster_home"]
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
@@ -62,6 +62,18 @@ def train_memory_bytes() -> int | None:
     except (KeyError, ValueError):
         raise ValueError(f"LRL_TRAIN_MEMORY must be a size such as 8GB or 500MB, not {chosen!r}") from None
     return int(value)
+
+
+def train_workers() -> int:
+    """Data-parallel ranks of the LR-learner's fit: ``$LRL_TRAIN_WORKERS``, else 1 (in process)."""
+    chosen = os.environ.get("LRL_TRAIN_WORKERS", "").strip()
+    try:
+        workers = int(chosen) if chosen else 1
+    except ValueError:
+        raise ValueError(f"LRL_TRAIN_WORKERS must be a whole number of ranks, not {chosen!r}") from None
+    if workers < 1:
+        raise ValueError(f"LRL_TRAIN_WORKERS must be at least 1, not {workers}")
+    return workers
 
 
 def project_root() -> Path:

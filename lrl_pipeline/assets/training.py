@@ -7,11 +7,16 @@ to read and to record, never during a fit, so readers are not locked out.
 # No `from __future__ import annotations`: Dagster reads the context, config and
 # resource annotations at definition time to inject them.
 import json
+import os
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -22,11 +27,14 @@ from lrl_core.metrics import metric_scale, risk_table
 from lrl_core.report.figures import figure_to_markdown, training_curves
 from lrl_core.training import LRLearner
 from lrl_pipeline.compute import one_blas_thread
+from lrl_pipeline.paths import train_workers
 from lrl_pipeline.resources import ArtifactStoreResource
 from lrl_pipeline.storage import (
     ensure_schema, extractor_versions_in_use, load_pooled, LRLDatabase, read_table,
     record_extractor_version, replace_table, utc_now,
 )
+
+from lrl_pipeline.workers.train import command as worker_command, read_learner, write_inputs
 
 GROUP = "training"
 
@@ -79,6 +87,8 @@ class TrainingConfig(dg.Config):
     interval_refits: int = Field(default=_DEFAULT.interval_refits,
                                  description="Jackknife refits for the CATE standard errors; 0: none.")
     seed: int = Field(default=_DEFAULT.seed)
+    workers: int = Field(default=0, description="Data-parallel ranks (torchrun through the Pipes client "
+                                                "resource); 0: $LRL_TRAIN_WORKERS, else 1 (in process).")
 
     def lrl_config(self) -> LRLConfig:
         """The learner's configuration: these fields, and an epoch bar only when a person watches.
@@ -87,7 +97,7 @@ class TrainingConfig(dg.Config):
         the job in its own process, so at a terminal the bar shows there; in the UI's and the
         daemon's runs stderr is a log file, which tqdm would only clutter.
         """
-        return LRLConfig(**self.model_dump(), progress=sys.stderr.isatty())
+        return LRLConfig(**self.model_dump(exclude={"workers"}), progress=sys.stderr.isatty())
 
 
 class BaselineConfig(dg.Config):
@@ -101,25 +111,54 @@ class BaselineConfig(dg.Config):
     n_jobs: int = Field(default=1, description="Threads per XGBoost model.")
 
 
+def _fit_data_parallel(context: dg.AssetExecutionContext, client: dg.PipesSubprocessClient, workers: int,
+                       X: np.ndarray, train: tuple, validation: tuple | None, pooled, controls: np.ndarray,
+                       lrl_config: LRLConfig) -> tuple[LRLearner, list[dict]]:
+    """The fit on ``workers`` torchrun ranks through the Pipes client: inputs to a temporary folder,
+    the ranks' logs and throughput back through Pipes, the learner rank 0 wrote."""
+    with tempfile.TemporaryDirectory(prefix="lrl-ddp-") as folder:
+        write_inputs(Path(folder), X, train, validation, pooled.n_arms, pooled.metrics, controls, lrl_config)
+        context.log.info(f"training on {workers} data-parallel ranks (torchrun through {type(client).__name__})")
+        # One BLAS thread per core a rank has: torchrun's own default is 1, and it says so on stderr.
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with warnings.catch_warnings():
+            # The subprocess client's message reader calls a preview API of Dagster's own.
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            invocation = client.run(context=context, command=worker_command(Path(folder), workers),
+                                    env={"OMP_NUM_THREADS": str(threads)})
+        messages = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "ranks" in m]
+        if not messages:
+            raise dg.Failure("the data-parallel ranks finished without reporting: see the run's logs")
+        return read_learner(Path(folder)), messages[-1]["ranks"]
+
+
 @dg.asset(group_name=GROUP, kinds={"pytorch"}, pool="duckdb", code_version="1", deps=["training_examples"])
 def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, database: LRLDatabase,
-               artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+               artifacts: ArtifactStoreResource, pipes_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     """The pooled LR-learner; its extractor v(.) and feature transform are saved as a new artifact
-    version, which becomes the current one."""
+    version, which becomes the current one. With more than one worker, the fit runs data-parallel
+    under ``torchrun`` through the Pipes client (see :mod:`lrl_pipeline.workers.train`)."""
     with database.connect() as con:
         pooled, X, split = load_pooled(con)
         stored = read_table(con, "feature_transform")
     transform = FeatureTransform.from_dict(json.loads(stored["transform_json"].iloc[0]))
     train, val = pooled.split_rows(split, 0), pooled.split_rows(split, 1)
+    validation = val if len(val[0]) else None
+    controls = pooled.control_arm[pooled.arm_experiment]
+    workers = config.workers or train_workers()
+    ranks: list[dict] = []
+    if workers > 1:
+        learner, ranks = _fit_data_parallel(context, pipes_client, workers, X, train, validation, pooled, controls,
+                                            config.lrl_config().replace(progress=False))
+    else:
+        def log_epoch(record: dict) -> None:
+            if record["epoch"] == 1 or record["epoch"] % 10 == 0:
+                context.log.info(f"{record['candidate']}, epoch {record['epoch']}: train "
+                                 f"{record['train_loss']:.4f}, validation {record['val_loss']:.4f}")
 
-    def log_epoch(record: dict) -> None:
-        if record["epoch"] == 1 or record["epoch"] % 10 == 0:
-            context.log.info(f"{record['candidate']}, epoch {record['epoch']}: train {record['train_loss']:.4f}, "
-                             f"validation {record['val_loss']:.4f}")
-
-    learner = LRLearner(config.lrl_config()).fit(
-        X, *train, n_arms=pooled.n_arms, validation=val if len(val[0]) else None,
-        metric_names=pooled.metrics, callback=log_epoch, controls=pooled.control_arm[pooled.arm_experiment])
+        learner = LRLearner(config.lrl_config()).fit(
+            X, *train, n_arms=pooled.n_arms, validation=validation, metric_names=pooled.metrics,
+            callback=log_epoch, controls=controls)
     context.log.info(f"chose {describe_choice(learner)}")
     store = artifacts.store()
     version = store.save(learner, transform, training_description(pooled))
@@ -146,6 +185,9 @@ def lr_learner(context: dg.AssetExecutionContext, config: TrainingConfig, databa
             "validation_loss": best["val_loss"],
             "fit_seconds": round(learner.fit_seconds_, 2),
             "chosen_config": describe_choice(learner),
+            "workers": max(workers, 1),
+            **({"ranks": dg.MetadataValue.md(pd.DataFrame(ranks).to_markdown(index=False, floatfmt=".4g"))}
+               if ranks else {}),
             "model_selection": dg.MetadataValue.md(selection_markdown(learner)),
             "training_curve": dg.MetadataValue.md(
                 figure_to_markdown(training_curves(learner.history_, learner.best_epoch_))),

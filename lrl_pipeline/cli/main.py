@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--depth", type=int, help="tree depth, 1 to 4 (default: chosen on held-out units)")
     policy.add_argument("--units", metavar="IN.parquet", help="units to assign an arm (unit_id and the features)")
     policy.add_argument("--out", metavar="OUT.parquet", help="where to write unit_id, arm, segment of --units")
+    retrain = sub.choices["retrain"]
+    retrain.add_argument("--workers", type=int, metavar="N",
+                         help="train the LR-learner on N data-parallel ranks (torchrun through Dagster Pipes; "
+                              "default: $LRL_TRAIN_WORKERS, else one in-process fit)")
     segments = sub.choices["segments"]
     segments.add_argument("--by", required=True, metavar="COLUMN", help="a unit feature column whose levels are "
                                                                         "the segments (e.g. country)")

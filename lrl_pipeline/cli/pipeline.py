@@ -12,7 +12,10 @@ from lrl_pipeline.cli.output import print_retrain_result, progress
 def cmd_retrain(args: argparse.Namespace) -> None:
     """Materialize the whole asset graph through Dagster."""
     db = existing_db(args.db)
-    result = load_runner().run_retrain(db, paths.artifacts_dir(db), progress=progress())
+    if args.workers is not None and args.workers < 1:
+        raise CLIError("--workers takes a number of ranks, at least 1")
+    config = {"ops": {"lr_learner": {"config": {"workers": args.workers}}}} if args.workers else None
+    result = load_runner().run_retrain(db, paths.artifacts_dir(db), progress=progress(), run_config=config)
     print_retrain_result(result)
 
 

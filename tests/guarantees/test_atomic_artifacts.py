@@ -175,7 +175,8 @@ def test_a_retrain_never_prunes_an_extractor_that_heads_are_fitted_on(pipeline, 
         store.save(loaded.learner, loaded.transform, loaded.metadata)
     newer = store.versions()[1:]
     resources = {"database": LRLDatabase(database=str(pipeline.db)),
-                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts))}
+                 "artifacts": ArtifactStoreResource(root=str(pipeline.artifacts)),
+                 "pipes_client": dg.PipesSubprocessClient()}
     config = {"ops": {"lr_learner": fast_run_config["ops"]["lr_learner"]}}
     assert dg.materialize([training.lr_learner], resources=resources, instance=pipeline.instance,
                           run_config=config).success
