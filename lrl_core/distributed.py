@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DataParallel", "from_environment"]
+__all__ = ["DataParallel", "from_environment", "local_rank"]
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def _fit_data_parallel(context: dg.AssetExecutionContext, client: dg.PipesSubpro
                        lrl_config: LRLConfig) -> tuple[LRLearner, list[dict]]:
     """The fit on ``workers`` torchrun ranks through the Pipes client: inputs to a temporary folder,
     the ranks' logs and throughput back through Pipes, the learner rank 0 wrote."""
-    with tempfile.TemporaryDirectory(prefix="lrl-ddp-") as folder:
+    # The ranks read and write this folder: on another machine (a pod), a volume both mount.
+    with tempfile.TemporaryDirectory(prefix="lrl-ddp-", dir=os.environ.get("LRL_WORKER_DIR") or None) as folder:
         write_inputs(Path(folder), X, train, validation, pooled.n_arms, pooled.metrics, controls, lrl_config)
         context.log.info(f"training on {workers} data-parallel ranks (torchrun through {type(client).__name__})")
         # One BLAS thread per core a rank has: torchrun's own default is 1, and it says so on stderr.

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from lrl_core.config import LRLConfig
-from lrl_core.distributed import from_environment
-from lrl_core.training import LRLearner
+from lrl_core.distributed import from_environment, local_rank
+from lrl_core.training import LRLearner, resolve_device
 
 __all__ = ["command", "read_learner", "write_inputs"]
 
@@ -46,8 +46,10 @@ def write_inputs(folder: Path, X: np.ndarray, train: tuple, validation: tuple | 
 
 
 def command(folder: Path, workers: int) -> list[str]:
-    """The ``torchrun`` command line of ``workers`` ranks on this machine."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}",
+    """The ``torchrun`` command line of ``workers`` ranks on one machine; the interpreter is
+    ``$LRL_WORKER_PYTHON`` (where the ranks run in another image), else this one."""
+    python = os.environ.get("LRL_WORKER_PYTHON") or sys.executable
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={workers}",
             "-m", "lrl_pipeline.workers.train", str(folder)]
 
 
@@ -57,7 +59,7 @@ def read_learner(folder: Path) -> LRLearner:
     return LRLearner.from_state(tensors, meta)
 
 
-def _fit(folder: Path, parallel, log) -> tuple[LRLearner, float]:
+def _fit(folder: Path, parallel, device: torch.device, log) -> tuple[LRLearner, float]:
     X = np.load(folder / "X.npy", mmap_mode="r")
     rows = np.load(folder / "rows.npz")
     settings = json.loads((folder / "config.json").read_text())
@@ -69,7 +71,8 @@ def _fit(folder: Path, parallel, log) -> tuple[LRLearner, float]:
                 f"validation {record['val_loss']:.4f}")
 
     started = time.perf_counter()
-    learner = LRLearner(LRLConfig.from_dict(settings["config"])).fit(
+    config = LRLConfig.from_dict(settings["config"]).replace(device=str(device))
+    learner = LRLearner(config).fit(
         X, rows["units"], rows["arms"], rows["Y"], n_arms=settings["n_arms"], validation=validation,
         metric_names=settings["metric_names"], callback=on_epoch, controls=rows["controls"], parallel=parallel)
     return learner, time.perf_counter() - started
@@ -78,7 +81,12 @@ def _fit(folder: Path, parallel, log) -> tuple[LRLearner, float]:
 def main(argv: list[str] | None = None) -> None:
     """Run one rank: join the group, fit, report (rank 0), leave."""
     folder = Path((argv if argv is not None else sys.argv[1:])[0])
-    parallel = from_environment()
+    device = resolve_device(None)
+    if device.type == "cuda":
+        # One GPU per rank of this machine; NCCL needs the rank's device set before it starts.
+        device = torch.device("cuda", local_rank())
+        torch.cuda.set_device(device)
+    parallel = from_environment(device)
     # The ranks share the machine's cores; more threads than cores each would make them wait.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel.world))
     with contextlib.ExitStack() as stack:
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             from dagster_pipes import open_dagster_pipes
 
             pipes = stack.enter_context(open_dagster_pipes())
-        learner, seconds = _fit(folder, parallel, pipes.log.info if pipes is not None else (lambda _: None))
+        learner, seconds = _fit(folder, parallel, device, pipes.log.info if pipes is not None else (lambda _: None))
         rows = int(np.load(folder / "rows.npz")["units"].size)
         share = -(-rows // parallel.world)
         # Rows this rank computed per second over the chosen configuration's epochs, and its seconds.
