@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -98,14 +99,16 @@ def main(argv: list[str] | None = None) -> None:
         learner, seconds = _fit(folder, parallel, device, pipes.log.info if pipes is not None else (lambda _: None))
         rows = int(np.load(folder / "rows.npz")["units"].size)
         share = -(-rows // parallel.world)
-        # Rows this rank computed per second over the chosen configuration's epochs, and its seconds.
-        stats = parallel.gather((share * learner.n_epochs_ / seconds, seconds))
+        # Rows this rank computed per second over the chosen configuration's epochs, its seconds, and
+        # its peak resident memory (the mapped matrix's pages count there, shared with the other ranks).
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        stats = parallel.gather((share * learner.n_epochs_ / seconds, seconds, peak))
         if parallel.rank == 0:
             tensors, meta = learner.to_state()
             torch.save((tensors, meta), folder / "learner.pt")
             report = {"backend": torch.distributed.get_backend(),
-                      "ranks": [{"rank": r, "rows": share, "rows_per_s": rate, "fit_seconds": spent}
-                                for r, (rate, spent) in enumerate(stats)]}
+                      "ranks": [{"rank": r, "rows": share, "rows_per_s": rate, "fit_seconds": spent,
+                                 "peak_rss_gb": peak / 1e9} for r, (rate, spent, peak) in enumerate(stats)]}
             (folder / "ranks.json").write_text(json.dumps(report))
             pipes.report_custom_message(report)
     torch.distributed.destroy_process_group()
