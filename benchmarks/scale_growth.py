@@ -2,7 +2,9 @@
 ``benchmarks/scale.py --scale S`` writes for each scale.
 
 Reads ``results/scale_<S>_cpu.json`` for every ``--scales`` entry found, prints a markdown table
-(exposure rows, each retrain step's seconds, the full retrain, peak RSS of the largest step and its
+(exposure rows, each retrain step's seconds, the retrain over the steps every run has (validation,
+features, load, fit with selection and jackknife, save, heads; the effects step, newer, apart), peak
+RSS of the largest step and its
 ratio to the float32 feature matrix, XGBoost T-learners' extrapolated seconds), the growth exponent
 between consecutive scales (``log(cost ratio) / log(rows ratio)``: 1 is linear), and saves a
 log-log plot of seconds and peak memory against rows. Usage::
@@ -40,7 +42,9 @@ def load(scales: list[str], folder: Path) -> pd.DataFrame:
             "scale": float(scale), "date": found["meta"]["date"][:16],
             "exposure rows": found["generate"]["n_rows"],
             **{f"{step} s": parts.get(step, np.nan) for step in STEPS},
-            "retrain s": summary["retrain_s"],
+            # The same steps at every scale (runs before 2026-12-01 had no effects step).
+            "retrain s": sum(parts.get(step, 0.0) for step in (*STEPS, "save")),
+            "effects s": parts.get("effects", np.nan),
             "epochs": train.get("epochs"),
             "peak GB": summary["peak_rss_max"] / 1e9,
             "matrix GB": train["feature_matrix_bytes"] / 1e9,

@@ -170,7 +170,7 @@ def segment_effect_rows(table: SegmentTable, lr_effect: np.ndarray, lr_var: np.n
     parts.append(labels[seen].assign(source="observed", effect=effect[s_idx, g_idx, j_idx][seen],
                                      se=se[s_idx, g_idx, j_idx][seen], si_test_passed=None))
     lr = is_out & np.isfinite(lr_effect[s_idx, g_idx, j_idx])
-    lr_se = np.sqrt(np.where(np.isfinite(lr_var), lr_var, np.nan))[g_idx, j_idx]
+    lr_se = np.sqrt(lr_var)[g_idx, j_idx]
     parts.append(labels[lr].assign(source="lr", effect=lr_effect[s_idx, g_idx, j_idx][lr], se=lr_se[lr],
                                    si_test_passed=None))
     if len(missing):
