@@ -60,7 +60,8 @@ def read_learner(folder: Path) -> LRLearner:
     return LRLearner.from_state(tensors, meta)
 
 
-def _fit(folder: Path, parallel, device: torch.device, log) -> tuple[LRLearner, float]:
+def _fit(folder: Path, parallel, device: torch.device, log) -> tuple[LRLearner, float, int]:
+    """The fit of this rank: the learner, its seconds, and the training rows (all ranks')."""
     X = np.load(folder / "X.npy", mmap_mode="r")
     rows = np.load(folder / "rows.npz")
     settings = json.loads((folder / "config.json").read_text())
@@ -76,7 +77,7 @@ def _fit(folder: Path, parallel, device: torch.device, log) -> tuple[LRLearner, 
     learner = LRLearner(config).fit(
         X, rows["units"], rows["arms"], rows["Y"], n_arms=settings["n_arms"], validation=validation,
         metric_names=settings["metric_names"], callback=on_epoch, controls=rows["controls"], parallel=parallel)
-    return learner, time.perf_counter() - started
+    return learner, time.perf_counter() - started, int(rows["units"].size)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             from dagster_pipes import open_dagster_pipes
 
             pipes = stack.enter_context(open_dagster_pipes())
-        learner, seconds = _fit(folder, parallel, device, pipes.log.info if pipes is not None else (lambda _: None))
-        rows = int(np.load(folder / "rows.npz")["units"].size)
+        learner, seconds, rows = _fit(folder, parallel, device,
+                                      pipes.log.info if pipes is not None else (lambda _: None))
         share = -(-rows // parallel.world)
         # Rows this rank computed per second over the chosen configuration's epochs, its seconds, and
         # its peak resident memory (the mapped matrix's pages count there, shared with the other ranks).
