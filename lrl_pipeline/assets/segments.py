@@ -48,6 +48,8 @@ def segment_effects(context: dg.AssetExecutionContext, config: SegmentConfig, da
         except ValueError as error:
             raise dg.Failure(str(error)) from error
     rows, table, disagree = found.rows, found.table, found.disagreements
+    # Why SI left cells without an estimate (too few donors, no shared experiments, ...), most common first.
+    reasons = found.si.loc[found.si["reason"].astype(str) != "", "reason"].value_counts()
     stamp = {"segment_by": column, "extractor_version": model.version, "computed_at": utc_now()}
     with database.connect() as con:
         ensure_schema(con)
@@ -65,6 +67,9 @@ def segment_effects(context: dg.AssetExecutionContext, config: SegmentConfig, da
         "si_estimated": int(si_rows["effect"].notna().sum()),
         "si_test_failed": int((si_rows["si_test_passed"] == False).sum()),  # noqa: E712 (nullable boolean)
         "si_lr_disagreements": len(disagree),
+        "si_not_estimated": dg.MetadataValue.md(
+            reasons.rename_axis("reason").reset_index(name="cells").to_markdown(index=False)
+            if len(reasons) else "SI estimated every left-out cell."),
         "seconds": round(time.perf_counter() - started, 2),
         "extractor_version": model.version,
         "heatmap": dg.MetadataValue.md(segment_heatmap_markdown(rows)),

@@ -96,3 +96,19 @@ def test_lrl_segments_computes_a_column_the_retrain_did_not_store(segmented, cap
     # x0 is continuous: far more levels than segments, refused in one line.
     assert cli.main(["segments", "--db", str(db), "--by", "x0"]) == 1
     assert "levels with outcomes" in capsys.readouterr().err
+
+
+def test_the_asset_metadata_counts_the_cells_and_says_why_si_left_any_out(segmented):
+    import dagster as dg
+
+    world, _, rows, _ = segmented
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("segment_effects"))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert metadata["segment_by"] == "segment" and metadata["segments"] == len(world.segments)
+    assert metadata["dagster/row_count"] == len(rows)
+    assert metadata["si_rows"] == (rows["source"] == "si").sum()
+    assert metadata["si_estimated"] == rows.loc[rows["source"] == "si", "effect"].notna().sum()
+    assert "heatmap" in metadata and metadata["heatmap"].startswith("![")
+    unestimated = metadata["si_estimated"] < metadata["si_rows"]
+    assert ("reason" in metadata["si_not_estimated"]) == unestimated
