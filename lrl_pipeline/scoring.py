@@ -154,6 +154,10 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
     # Row positions of each (experiment, arm, metric) cell, found once: a mask per cell would scan
     # every row of the output once per served cell.
     positions = scores.groupby(["experiment_id", "arm", "metric"], sort=False).indices
+    # The columns as arrays, read once and written back once: cells are disjoint row sets.
+    cates = scores["cate"].to_numpy(dtype=np.float64, copy=True)
+    ses = scores["cate_se"].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    models = scores["model"].to_numpy(dtype=object, copy=True)
     for version, cells in served.groupby("baseline_version"):
         if version not in store.versions():
             continue  # pruned: the pooled model's CATE stays
@@ -175,12 +179,11 @@ def _serve_baselines(scores: pd.DataFrame, served: pd.DataFrame, units: pd.DataF
                 if target is None:
                     continue  # a cell without a head (too few rows): nothing is served for it
                 # Rows of one cell are in units order (see _score_experiment).
-                pooled = scores["cate"].to_numpy(dtype=np.float64)[target]
-                blended = weight * pooled + (1 - weight) * cate[:, description["metrics"].index(metric)]
-                scores.iloc[target, scores.columns.get_loc("cate")] = blended
+                cates[target] = weight * cates[target] + (1 - weight) * cate[:, description["metrics"].index(metric)]
                 # The pooled model's standard error less what validation says the blend removed
                 # (lrl_core.serving.served_se_scale); NULL where that is not known.
-                se = scores["cate_se"].to_numpy(dtype=np.float64, na_value=np.nan)[target] * scale
-                scores.iloc[target, scores.columns.get_loc("cate_se")] = pd.array(
-                    np.where(np.isfinite(se), se, np.nan), dtype="Float64")
-                scores.iloc[target, scores.columns.get_loc("model")] = name
+                ses[target] = ses[target] * scale
+                models[target] = name
+    scores["cate"] = cates
+    scores["cate_se"] = pd.array(np.where(np.isfinite(ses), ses, np.nan), dtype="Float64")
+    scores["model"] = models

@@ -59,17 +59,18 @@ class SegmentTable:
         self.control_of = np.asarray(pooled.control_arm, dtype=np.int64)[self.experiment_of]
         S, D, J = len(self.segments), len(self.arm_names), len(self.metrics)
         self.means, self.ses = np.full((S, D, J), np.nan), np.full((S, D, J), np.nan)
-        arm_of = {(self.experiments[k], self.arm_names[g]): g for g, k in enumerate(self.experiment_of)}
-        seg_of = {s: i for i, s in enumerate(self.segments)}
-        met_of = {m: j for j, m in enumerate(self.metrics)}
-        for row in moments.itertuples(index=False):
-            g, j = arm_of.get((row.experiment_id, row.arm)), met_of.get(row.metric)
-            if g is None or j is None:
-                continue  # an arm or metric the pooled model was not trained on
-            s = seg_of[row.segment]
-            self.means[s, g, j] = row.mean
-            # One unit says nothing of the spread: its standard error stays unknown.
-            self.ses[s, g, j] = np.sqrt(row.var / row.n) if row.n > 1 and np.isfinite(row.var) else np.nan
+        interventions = pd.MultiIndex.from_arrays([np.asarray(self.experiments, dtype=object)[self.experiment_of],
+                                                   np.asarray(self.arm_names, dtype=object)])
+        s = pd.Index(self.segments).get_indexer(moments["segment"])
+        g = interventions.get_indexer(pd.MultiIndex.from_frame(moments[["experiment_id", "arm"]]))
+        j = pd.Index(self.metrics).get_indexer(moments["metric"])
+        keep = (g >= 0) & (j >= 0)  # arms and metrics the pooled model was not trained on are left out
+        n = moments["n"].to_numpy(dtype=np.float64)
+        var = moments["var"].to_numpy(dtype=np.float64, na_value=np.nan)
+        self.means[s[keep], g[keep], j[keep]] = moments["mean"].to_numpy(dtype=np.float64)[keep]
+        # One unit says nothing of the spread (var is NULL): its standard error stays unknown.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.ses[s[keep], g[keep], j[keep]] = np.sqrt(var / n)[keep]
         self.observed = np.isfinite(self.means).any(axis=2)  # (S, D)
 
     @property

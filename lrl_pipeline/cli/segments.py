@@ -17,13 +17,12 @@ from lrl_pipeline.cli.score import writable_out
 def _stored(con, column: str, version: str) -> pd.DataFrame | None:
     """The latest retrain's rows when it segmented by ``column`` on ``version``; else None."""
     from lrl_pipeline.segments import SEGMENT_COLUMNS
-    from lrl_pipeline.storage import read_table
+    from lrl_pipeline.storage import read_segment_effects
 
-    try:
-        rows = read_table(con, "segment_effects")
-    except LookupError:
+    rows = read_segment_effects(con, version)
+    if rows is None:
         return None
-    rows = rows[(rows["segment_by"] == column) & (rows["extractor_version"] == version)]
+    rows = rows[rows["segment_by"] == column]
     return rows[SEGMENT_COLUMNS].reset_index(drop=True) if len(rows) else None
 
 
