@@ -38,8 +38,13 @@ wherever the two predictions do not err in opposite directions (a shared
 extractor makes their errors move together), with ``mse`` the outcome's
 prediction error; the validation rows' squared residuals over-estimate that
 error (they add the noise). So the ceiling is ``r_arm + r_control``, ``r``
-the mean squared validation residual of the arm (never below the metric's
-mean over all arms, so a few lucky rows cannot lower it).
+the mean squared validation residual of the arm, shrunk towards the
+metric's mean over all arms by empirical Bayes (Morris 1983): with a few
+validation rows per arm a raw mean is mostly noise, and a floor at the
+metric's mean (the earlier rule) made every ceiling at least twice that
+mean, biased upwards by the noise of the arms above it (the paper's world at
+25 units per arm, about 2.5 validation rows per arm: ceiling 1.8x the true
+squared error, coverage 0.989).
 
 What it cannot see: a bias shared by the full fit and every refit (a
 systematically too smooth extractor, an effect the features cannot express),
@@ -57,7 +62,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["JackknifeResult", "jackknife_cate_variance", "validation_ceiling"]
+__all__ = ["JackknifeResult", "jackknife_cate_variance", "shrunk_means", "validation_ceiling"]
 
 
 class JackknifeResult(NamedTuple):
@@ -132,23 +137,51 @@ def validation_ceiling(learner, X: np.ndarray, units: np.ndarray, arms: np.ndarr
 
     ``r_arm + r_control`` with ``r`` the mean squared residual of the
     learner's predicted outcomes on the validation rows (``units`` index ``X``,
-    ``Y (r, J)`` with NaN where unobserved) of that arm, floored at the
-    metric's mean over all rows; NaN for controls and for metrics without a
-    validation row. Residuals contain the outcome noise, so the bound holds
-    whatever the noise (given errors of arm and control that are not negatively
+    ``Y (r, J)`` with NaN where unobserved) of that arm, shrunk towards the
+    metric's mean over all rows (:func:`shrunk_means`); an arm without rows
+    gets that mean. NaN for controls and for metrics without a validation
+    row. Residuals contain the outcome noise, so the bound holds whatever the
+    noise (given errors of arm and control that are not negatively
     correlated), and is loose by it.
     """
     controls = np.asarray(controls, dtype=np.int64)
     n_arms, J = controls.shape[0], Y.shape[1]
-    sq_sum, count = np.zeros((n_arms, J)), np.zeros((n_arms, J))
+    sq_sum, fourth_sum, count = np.zeros((n_arms, J)), np.zeros((n_arms, J)), np.zeros((n_arms, J))
     for g in np.unique(arms):
         rows = np.flatnonzero(arms == g)
         residual = learner.predict_outcomes(X[units[rows]], [g])[:, 0, :] - Y[rows]
         seen = np.isfinite(residual)
-        sq_sum[g], count[g] = np.where(seen, residual**2, 0.0).sum(axis=0), seen.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        overall = sq_sum.sum(axis=0) / count.sum(axis=0)  # (J,), NaN without rows
-        per_arm = np.fmax(sq_sum / count, overall)  # an arm without rows gets the metric's mean
+        squared = np.where(seen, residual**2, 0.0)
+        sq_sum[g], fourth_sum[g], count[g] = squared.sum(axis=0), (squared**2).sum(axis=0), seen.sum(axis=0)
+    per_arm = np.column_stack([shrunk_means(sq_sum[:, j], fourth_sum[:, j], count[:, j]) for j in range(J)])
     ceiling = per_arm + per_arm[controls]
     ceiling[controls == np.arange(n_arms)] = np.nan
     return ceiling
+
+
+def shrunk_means(sums: np.ndarray, sums_of_squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each group's mean shrunk towards the grand mean by parametric empirical Bayes (Morris 1983).
+
+    ``sums, sums_of_squares, counts (G,)`` of each group's values. A group's
+    mean ``m_g`` has sampling variance ``s2 / n_g`` (``s2`` the pooled
+    within-group variance) around its true mean, and the true means spread
+    ``t2`` around the grand mean ``m`` (method of moments:
+    ``mean_g (m_g - m)^2 - s2 / n_g``, at least 0). The posterior mean is
+    ``m + t2 / (t2 + s2 / n_g) * (m_g - m)``: a group with few values stays
+    near ``m``, one with many keeps its own mean. Groups without values get
+    ``m``; all NaN when no group has one.
+    """
+    seen = counts > 0
+    if not seen.any():
+        return np.full(counts.shape, np.nan)
+    grand = sums[seen].sum() / counts[seen].sum()
+    means = np.full(counts.shape, grand)
+    means[seen] = sums[seen] / counts[seen]
+    dof = (counts[seen] - 1).sum()
+    within = ((sums_of_squares[seen] - counts[seen] * means[seen] ** 2).sum() / dof) if dof > 0 else 0.0
+    noise = np.full(counts.shape, np.inf)
+    noise[seen] = max(within, 0.0) / counts[seen]
+    spread = max(float(np.mean((means[seen] - grand) ** 2 - noise[seen])), 0.0)
+    with np.errstate(invalid="ignore"):
+        weight = np.where(seen, spread / (spread + noise), 0.0) if spread > 0 else np.zeros(counts.shape)
+    return grand + np.nan_to_num(weight) * (means - grand)

@@ -1,7 +1,7 @@
 """The validation ceiling on the jackknife's CATE variances (uncertainty.py)."""
 import numpy as np
 
-from lrl_core.uncertainty import jackknife_cate_variance, validation_ceiling
+from lrl_core.uncertainty import jackknife_cate_variance, shrunk_means, validation_ceiling
 
 
 class _ConstantLearner:
@@ -11,7 +11,7 @@ class _ConstantLearner:
         return np.zeros((len(X), len(arms), 2))
 
 
-def test_ceiling_is_the_arm_and_control_residuals_floored_at_the_metric_mean():
+def test_ceiling_is_the_arm_and_control_residuals_shrunk_to_the_metric_mean():
     # Arms 0 (control) and 1 of one experiment; arm 2 (control) and 3 of another, 3 without rows.
     controls = np.array([0, 0, 2, 2])
     arms = np.array([0, 0, 1, 1, 2, 2])
@@ -19,13 +19,39 @@ def test_ceiling_is_the_arm_and_control_residuals_floored_at_the_metric_mean():
     X = np.zeros((6, 1))
     ceiling = validation_ceiling(_ConstantLearner(), X, np.arange(6), arms, Y, controls)
 
-    overall = np.array([(1 + 1 + 9 + 9) / 6, 4 / 5])
-    per_arm = np.array([[1.0, 4.0], [9.0, 0.0], [0.0, 0.0], [np.nan, np.nan]])
-    per_arm = np.fmax(per_arm, overall)
+    squared = np.where(np.isnan(Y), 0.0, Y**2)
+    counts = np.array([[np.isfinite(Y[arms == g, j]).sum() for j in range(2)] for g in range(4)], dtype=float)
+    sums = np.array([squared[arms == g].sum(axis=0) for g in range(4)])
+    fourth = np.array([(squared[arms == g] ** 2).sum(axis=0) for g in range(4)])
+    per_arm = np.column_stack([shrunk_means(sums[:, j], fourth[:, j], counts[:, j]) for j in range(2)])
     assert np.isnan(ceiling[[0, 2]]).all()  # controls have no CATE
     np.testing.assert_allclose(ceiling[1], per_arm[1] + per_arm[0])
-    # An arm with no validation row, and its control with small residuals, fall back to the metric mean.
-    np.testing.assert_allclose(ceiling[3], 2 * overall)
+    # Every arm's squared residuals are constant within it, so the means are exact and kept.
+    np.testing.assert_allclose(per_arm[:3, 0], [1.0, 9.0, 0.0])
+    # An arm without a validation row gets the metric's mean over all rows.
+    overall = np.array([(1 + 1 + 9 + 9) / 6, 4 / 5])
+    np.testing.assert_allclose(ceiling[3], overall + per_arm[2])
+
+
+def test_shrunk_means_keep_well_measured_groups_and_pull_noisy_ones_to_the_grand_mean():
+    rng = np.random.default_rng(3)
+    truth = rng.gamma(4.0, 0.25, size=200)  # group means around 1
+    raw_err, shrunk_err = [], []
+    for counts in (np.full(200, 3), np.full(200, 400)):
+        values = [rng.exponential(t, size=n) for t, n in zip(truth, counts)]
+        sums = np.array([v.sum() for v in values])
+        squares = np.array([(v**2).sum() for v in values])
+        shrunk = shrunk_means(sums, squares, counts.astype(float))
+        raw_err.append(np.mean((sums / counts - truth) ** 2))
+        shrunk_err.append(np.mean((shrunk - truth) ** 2))
+    # Three values per group: shrinking beats the raw means by a wide margin.
+    assert shrunk_err[0] < 0.6 * raw_err[0]
+    # 400 values per group: the means are kept (within a tenth of their own error).
+    assert shrunk_err[1] < 1.1 * raw_err[1]
+    # No group with a value: NaN; a group without values: the grand mean.
+    assert np.isnan(shrunk_means(np.zeros(2), np.zeros(2), np.zeros(2))).all()
+    np.testing.assert_allclose(shrunk_means(np.array([2.0, 0.0]), np.array([4.0, 0.0]), np.array([2.0, 0.0])),
+                               [1.0, 1.0])
 
 
 class _MeanEffect:
