@@ -80,3 +80,33 @@ def test_training_reads_the_callers_features_without_a_copy(planted, monkeypatch
         assert data.features.data_ptr() == X.ctypes.data
         # Per row only indices, outcomes and layout: nothing of the width of X.
         assert data.rows.ndim == 1 and data.y.shape[1] == train[2].shape[1]
+
+
+def test_each_batch_gathers_its_feature_rows_in_ascending_order_with_their_page_slots():
+    import torch
+
+    from lrl_core.model import LowRankNet
+    from lrl_core.trial import lay_out_batches
+
+    rng = np.random.default_rng(5)
+    n_units, n_arms, batch = 400, 7, 64
+    X = rng.standard_normal((n_units, 5)).astype(np.float32)
+    units, arms = rng.permutation(n_units)[:300], rng.integers(0, n_arms, size=300)
+    Y = rng.standard_normal((300, 2))
+    order = rng.permutation(300)
+    features = torch.from_numpy(X)
+    data = lay_out_batches(features, torch.empty(batch, 5), units, arms, Y, order, batch, n_arms,
+                           np.zeros(2), np.ones(2), torch.device("cpu"))
+    net = LowRankNet(5, n_arms, 2, d=3, generator=torch.Generator().manual_seed(0))
+    row_of_unit = {u: i for i, u in enumerate(units)}
+    for b, (s, e) in enumerate(data.bounds):
+        rows = data.rows[s:e].numpy()
+        assert np.all(np.diff(rows) > 0)  # ascending: the gather walks X forwards
+        # Every batch holds the rows `order` put in it, and each row still finds its own arm's outcome.
+        assert set(rows) == set(units[order[s:e]])
+        batch_arms = torch.from_numpy(arms[[row_of_unit[u] for u in rows]])
+        v = net.embed(features[rows])
+        paged = net.paged_outcomes(v, data.slots[s:e], data.page_arms[b], data.page_rows)
+        torch.testing.assert_close(paged, net.outcomes(v, batch_arms))
+        expected_y = torch.from_numpy(Y[[row_of_unit[u] for u in rows]].astype(np.float32))
+        torch.testing.assert_close(data.y[s:e], expected_y)
