@@ -204,12 +204,14 @@ class _Trial:
         decay was rejected: it shrinks by ``lr * wd`` per *step*, so its pull
         grows with the steps per epoch, i.e. with the data; measured on
         planted problems, the AdamW decay that helped at 4,000 rows cost 70%
-        more PEHE at 530,000 rows than no decay at all.
+        more PEHE at 530,000 rows than no decay at all. Fused on CPU as on CUDA:
+        one kernel per step instead of a dozen small ops per parameter (46 us
+        against 129 us a step for the MLP of the scale benchmark).
         """
         cfg = self.config
         return torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, weight_decay=2 * cfg.weight_decay / n_observed,
-            fused=device.type == "cuda",
+            fused=device.type in ("cpu", "cuda"),
         )
 
     def advance_to(self, steps: int) -> None:
