@@ -204,7 +204,7 @@ def _step_vs_bare(learner, X, train, val, n_arms: int, metrics: list[str], batch
     net = copy.deepcopy(learner.model_.extractor).train()
     x = torch.randn(batch_size, X.shape[1], device=device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda")
+                                  fused=device.type in ("cpu", "cuda"))
 
     def train_pass(steps: int) -> float:
         _sync(device)
