@@ -33,24 +33,37 @@ OUTLIER_MIN_ROWS = 50
 """Fewest valid values of a metric for its percentile range to be trusted by the outlier rule."""
 
 
+_DENSE_GROUPS = 1 << 16
+"""(experiment, metric) grids up to this size (or the rows' count) are indexed directly by the
+constant-metric rule; larger ones are numbered by ``np.unique``."""
+
+
 def _flag_far_outliers(verdicts: _Verdicts, values: np.ndarray, metrics: _Ids) -> None:
     """Quarantine values beyond ``OUTLIER_SPANS`` percentile spans of their metric (see there)."""
     kept = verdicts.kept
-    bad = np.zeros(len(values), dtype=bool)
-    reasons = np.full(len(values), None, dtype=object)
+    found = []  # (rows, reason) per metric with far values; the per-row arrays only when there are any
     for code, name in enumerate(metrics.uniques):
         rows = np.flatnonzero(kept & (metrics.codes == code))
         if rows.size < OUTLIER_MIN_ROWS:
             continue
-        q01, low, high, q99 = np.quantile(values[rows], [0.01, 0.25, 0.75, 0.99])
+        metric_values = values[rows]
+        q01, low, high, q99 = np.quantile(metric_values, [0.01, 0.25, 0.75, 0.99])
         span = high - low if high > low else q99 - q01
         if not span > 0:
             continue  # (near-)constant: the constant-metric rule speaks for it
         lo, hi = low - OUTLIER_SPANS * span, high + OUTLIER_SPANS * span
-        far = rows[(values[rows] < lo) | (values[rows] > hi)]
+        far = rows[(metric_values < lo) | (metric_values > hi)]
+        if far.size:
+            found.append((far, f"outcome value far outside metric {name!r}'s range: more than "
+                               f"{OUTLIER_SPANS:,.0f} times its spread ({span:.4g}) beyond its quartiles "
+                               f"({low:.4g}, {high:.4g})"))
+    if not found:
+        return
+    bad = np.zeros(len(values), dtype=bool)
+    reasons = np.full(len(values), None, dtype=object)
+    for far, reason in found:
         bad[far] = True
-        reasons[far] = (f"outcome value far outside metric {name!r}'s range: more than {OUTLIER_SPANS:,.0f} "
-                        f"times its spread ({span:.4g}) beyond its quartiles ({low:.4g}, {high:.4g})")
+        reasons[far] = reason
     verdicts.flag_each(bad, reasons)
 
 
@@ -58,27 +71,43 @@ def _flag_constant_metrics(verdicts: _Verdicts, values: np.ndarray, metrics: _Id
                            reg: "_RegistryCheck") -> None:
     """Quarantine the values of a metric that is constant within an experiment: it has no effect to
     estimate, and a head fitted to it would report noise as effects."""
-    kept = np.flatnonzero(verdicts.kept & (exp_pos >= 0))
-    if not kept.size:
+    mask = verdicts.kept & (exp_pos >= 0)
+    if not mask.any():
         return
     n_metrics = max(len(metrics.uniques), 1)
-    group = exp_pos[kept] * n_metrics + metrics.codes[kept]
-    keys, inverse = np.unique(group, return_inverse=True)
+    # Group = (experiment, metric) as one int64; min, max and count per group. The groups present
+    # are numbered by np.unique unless the whole (experiment x metric) grid is small enough to
+    # index directly, which spares sorting and an inverse array as long as the table.
+    group = exp_pos[mask].astype(np.int64) * n_metrics + metrics.codes[mask]
+    n_groups = max(len(reg.index), 1) * n_metrics
+    if n_groups <= max(len(group), _DENSE_GROUPS):
+        inverse = group
+        counts = np.bincount(group, minlength=n_groups)
+        keys = np.arange(n_groups)
+    else:
+        keys, inverse = np.unique(group, return_inverse=True)
+        counts = np.bincount(inverse, minlength=keys.size)
+    del group
     low = np.full(keys.size, np.inf)
     high = np.full(keys.size, -np.inf)
-    np.minimum.at(low, inverse, values[kept])
-    np.maximum.at(high, inverse, values[kept])
-    counts = np.bincount(inverse, minlength=keys.size)
+    kept_values = values[mask]
+    np.minimum.at(low, inverse, kept_values)
+    np.maximum.at(high, inverse, kept_values)
+    del kept_values
     constant = (counts >= 2) & (high - low <= 1e-12 * np.maximum(1.0, np.abs(high)))
     if not constant.any():
         return
-    exps, codes = np.divmod(keys, n_metrics)
-    messages = np.array([f"metric {metrics.uniques[c]!r} is constant ({v:.6g}) in experiment "
-                         f"{reg.index[e]!r}: no effect to estimate" for e, c, v in zip(exps, codes, low)], dtype=object)
+    # Messages for the constant groups only; rows of other groups never read theirs.
+    which = np.flatnonzero(constant)
+    exps, codes = np.divmod(keys[which], n_metrics)
+    messages = np.full(keys.size, None, dtype=object)
+    messages[which] = [f"metric {metrics.uniques[c]!r} is constant ({v:.6g}) in experiment "
+                       f"{reg.index[e]!r}: no effect to estimate" for e, c, v in zip(exps, codes, low[which])]
     bad = np.zeros(len(values), dtype=bool)
-    bad[kept[constant[inverse]]] = True
+    rows = np.flatnonzero(mask)
+    bad[rows[constant[inverse]]] = True
     reasons = np.full(len(values), None, dtype=object)
-    reasons[kept] = messages[inverse]
+    reasons[bad] = messages[inverse[constant[inverse]]]
     verdicts.flag_each(bad, reasons)
 
 

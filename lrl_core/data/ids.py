@@ -60,7 +60,11 @@ def _id_problems(values: np.ndarray, what: str) -> np.ndarray:
 
 @dataclass
 class _Ids:
-    """A factorised id column: ``codes`` (rows,) int64 with -1 for NULL, ``uniques`` canonical."""
+    """A factorised id column: ``codes`` (rows,) int32 with -1 for NULL, ``uniques`` canonical.
+
+    Codes index the distinct ids, so 4 bytes hold them; arithmetic that
+    combines codes into keys casts to int64 first (or adds them to an int64 key).
+    """
 
     codes: np.ndarray
     uniques: np.ndarray  # int64, or object array of str
@@ -78,16 +82,45 @@ class _Ids:
         return out
 
 
-def _factorize_text_ids(series: pd.Series) -> _Ids:
+def _factorize(series: pd.Series) -> tuple[np.ndarray, object]:
+    """``pd.factorize(series)`` with int32 codes (-1 for NULL): same codes, same uniques, in the same
+    first-seen order.
+
+    An Arrow-backed column is dictionary-encoded by Arrow directly, as pandas
+    does it, but its int32 indices are kept instead of being widened to int64:
+    at 26.5M outcome rows that is 106 MB less per id column, and no transient
+    int64 copy.
+    """
+    code_type = np.int32 if len(series) < np.iinfo(np.int32).max else np.int64
+    if isinstance(series.dtype, pd.ArrowDtype) and not pa.types.is_dictionary(series.dtype.pyarrow_dtype):
+        data = series.array.__arrow_array__()  # the column's own ChunkedArray, no copy
+        encoded = data.dictionary_encode(null_encoding="mask")
+        if encoded.length() == 0:
+            return np.empty(0, dtype=code_type), pd.array([], dtype=pd.ArrowDtype(encoded.type.value_type))
+        combined = encoded.combine_chunks()
+        del encoded
+        indices = combined.indices
+        if indices.null_count > 0:
+            indices = pc.fill_null(indices, -1)
+        codes = indices.to_numpy(zero_copy_only=False).astype(code_type, copy=True)
+        uniques = pd.arrays.ArrowExtensionArray(combined.dictionary)
+        del combined, indices
+        # Arrow's allocator keeps the hash table's pages (0.3 GB for 8M outcome rows) for reuse.
+        pa.default_memory_pool().release_unused()
+        return codes, uniques
     codes, uniques = pd.factorize(series)
+    return codes.astype(code_type, copy=False), uniques
+
+
+def _factorize_text_ids(series: pd.Series) -> _Ids:
+    codes, uniques = _factorize(series)
     canonical = np.array([v if isinstance(v, str) else str(v) for v in uniques], dtype=object)
-    return _Ids(codes.astype(np.int64), canonical)
+    return _Ids(codes, canonical)
 
 
 def _factorize_unit_ids(series: pd.Series, table: str) -> tuple[_Ids, str]:
     """Factorise a unit_id column; kind is ``"integer"``, ``"string"`` or ``"empty"``."""
-    codes, uniques = pd.factorize(series)
-    codes = codes.astype(np.int64)
+    codes, uniques = _factorize(series)
     dtype = series.dtype
     if len(uniques) == 0:
         return _Ids(codes, np.empty(0, dtype=object)), "empty"

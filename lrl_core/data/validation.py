@@ -279,6 +279,9 @@ class _OutcomeCheck:
 
 def _validate_outcomes(frame: pd.DataFrame, units: _Ids, feat: _FeatureCheck, reg: _RegistryCheck,
                        expo: _ExposureCheck) -> _OutcomeCheck:
+    # The longest table (26.5M rows at the benchmark's scale 1, where each int64
+    # array is 212 MB): per-row arrays are int32 where they index something small,
+    # and each intermediate is released as soon as its rule has run.
     experiment_ids = _factorize_text_ids(frame["experiment_id"])
     metrics = _factorize_text_ids(frame["metric"])
     verdicts = _Verdicts(len(frame))
@@ -286,15 +289,19 @@ def _validate_outcomes(frame: pd.DataFrame, units: _Ids, feat: _FeatureCheck, re
     _flag_bad_ids(verdicts, experiment_ids, "experiment_id")
     _flag_bad_ids(verdicts, metrics, "metric")
 
-    exp_pos = _locate(experiment_ids, reg.index)
+    exp_pos = _narrow(_locate(experiment_ids, reg.index))
     _flag_unit_and_experiment(verdicts, unit_pos, exp_pos, feat)
 
-    key = unit_pos * max(len(reg.index), 1) + exp_pos
-    with_metric = key * max(len(metrics.uniques), 1) + metrics.codes
+    key = unit_pos * max(len(reg.index), 1) + exp_pos  # unit_pos is int64, so is the key
+    keyed = (unit_pos >= 0) & (exp_pos >= 0)
+    del unit_pos
     kept = verdicts.kept
+    with_metric = (key * max(len(metrics.uniques), 1) + metrics.codes)[kept]
     ambiguous = np.zeros(len(frame), dtype=bool)
-    ambiguous[kept] = _duplicated(with_metric[kept], keep=False)
+    ambiguous[kept] = _duplicated(with_metric, keep=False)
+    del with_metric, kept
     verdicts.flag(ambiguous, "duplicate outcome (same unit, experiment and metric; ambiguous)")
+    del ambiguous
 
     value = frame["value"]
     if not ptypes.is_numeric_dtype(value.dtype) or ptypes.is_complex_dtype(value.dtype):
@@ -302,13 +309,26 @@ def _validate_outcomes(frame: pd.DataFrame, units: _Ids, feat: _FeatureCheck, re
         verdicts.flag(numeric.isna().to_numpy() & value.notna().to_numpy(), "non-numeric outcome value")
         value = numeric.astype(np.float64)
     values, nonfinite = column_as_float(value)
+    del value
     verdicts.flag(np.isnan(values) & ~nonfinite, "outcome value is NULL or NaN")
     verdicts.flag(nonfinite, "outcome value is not finite")
+    del nonfinite
 
-    found = np.where((unit_pos >= 0) & (exp_pos >= 0), expo.key_index.get_indexer(key), -1)
-    exposure_row = _at(expo.row_of_key, found, -1)
+    found = expo.key_index.get_indexer(key)
+    del key
+    found[~keyed] = -1
+    del keyed
+    exposure_row = _narrow(_at(expo.row_of_key, found, -1))
+    del found
     verdicts.flag(exposure_row < 0, "outcome of an unexposed unit")
     verdicts.cascade(exposure_row, expo.verdicts, prefix="its exposure was quarantined: ")
     _flag_far_outliers(verdicts, values, metrics)
     _flag_constant_metrics(verdicts, values, metrics, exp_pos, reg)
     return _OutcomeCheck(verdicts, experiment_ids, metrics, exposure_row, exp_pos)
+
+
+def _narrow(positions: np.ndarray) -> np.ndarray:
+    """Positions (-1 = none) as int32 when they fit: half the memory of a per-row int64 array."""
+    if len(positions) and positions.max(initial=-1) < np.iinfo(np.int32).max:
+        return positions.astype(np.int32)
+    return positions

@@ -25,7 +25,8 @@ class _Verdicts:
     """Per-row reason codes of one table: 0 keeps the row, and the first reason wins."""
 
     def __init__(self, n: int):
-        self.code = np.zeros(n, dtype=np.int64)
+        # int32: a code indexes ``reasons``, a list of distinct strings, never near 2**31 long.
+        self.code = np.zeros(n, dtype=np.int32)
         self.reasons: list[str | None] = [None]
 
     @property

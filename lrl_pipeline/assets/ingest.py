@@ -15,6 +15,8 @@ from lrl_pipeline.storage import (
     RAW_TABLES, VALID_TABLES, ensure_schema, LRLDatabase, quarantine_rows, read_raw_tables,
     record_validated_arms, replace_table, transaction, utc_now,
 )
+from lrl_pipeline.storage.raw import drop_cached_pages
+from lrl_pipeline.storage.tables import copy_raw_table, kept_whole
 
 GROUP = "ingest"
 
@@ -52,20 +54,35 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
         start = time.perf_counter()
         result = validate_raw(**read_raw_tables(con))
         seconds = time.perf_counter() - start
+        # Only the counts stay: each valid frame is let go once written, and DuckDB's cached
+        # pages with it, so the write never holds all four tables beside DuckDB's buffers.
+        valid = {name: getattr(result, name) for name in VALID_TABLES}
+        quarantine, rows_in, n_experiments = result.quarantine, result.rows_in, len(result.experiments)
+        del result
         ensure_schema(con)
         with transaction(con):
-            rows = {name: replace_table(con, f"valid_{name}", getattr(result, name)) for name in VALID_TABLES}
-            n_quarantined = replace_table(con, "quarantine", quarantine_rows(result.quarantine, utc_now()))
+            rows = {}
+            for name in VALID_TABLES:
+                frame = valid.pop(name)
+                if kept_whole(con, name, frame, rows_in[name]):
+                    del frame  # shares the raw table's values: DuckDB copies them itself
+                    drop_cached_pages(con)  # the frame's memory goes back before DuckDB fills its own
+                    rows[name] = copy_raw_table(con, name)
+                else:
+                    rows[name] = replace_table(con, f"valid_{name}", frame)
+                    del frame
+                drop_cached_pages(con)
+            n_quarantined = replace_table(con, "quarantine", quarantine_rows(quarantine, utc_now()))
             record_validated_arms(con)
 
     for name in VALID_TABLES:
-        dropped = int((result.quarantine["table"] == name).sum())
+        dropped = int((quarantine["table"] == name).sum())
         yield dg.MaterializeResult(
             asset_key=f"valid_{name}",
-            metadata={"dagster/row_count": rows[name], "rows_in": result.rows_in[name],
+            metadata={"dagster/row_count": rows[name], "rows_in": rows_in[name],
                       "rows_quarantined": dropped},
         )
-    by_reason = result.quarantine.groupby(["table", "reason"]).size().rename("rows").reset_index()
+    by_reason = quarantine.groupby(["table", "reason"]).size().rename("rows").reset_index()
     by_reason = by_reason.sort_values("rows", ascending=False)
     if n_quarantined:
         context.log.warning(f"{n_quarantined} quarantine rows; see pipeline.quarantine")
@@ -75,15 +92,15 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
             "dagster/row_count": n_quarantined,
             "by_reason": dg.MetadataValue.md(
                 by_reason.head(50).to_markdown(index=False) if len(by_reason) else "none"),
-            "experiments_dropped": int((result.quarantine["table"] == "experiments").sum()),
+            "experiments_dropped": int((quarantine["table"] == "experiments").sum()),
             "validation_seconds": round(seconds, 3),
         },
     )
-    if len(result.experiments) == 0:
+    if n_experiments == 0:
         # Recorded above; nothing downstream can train on no experiment, so say why here.
-        empty = [f"raw.{name}" for name in RAW_TABLES if result.rows_in[name] == 0]
+        empty = [f"raw.{name}" for name in RAW_TABLES if rows_in[name] == 0]
         raise dg.Failure(
             "no valid experiment to train on: "
             + (f"{', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty" if empty
-               else f"all {result.rows_in['experiments']} experiments are quarantined")
+               else f"all {rows_in['experiments']} experiments are quarantined")
             + "; see pipeline.quarantine")

@@ -6,6 +6,8 @@ input) stay distinct all the way into :func:`lrl_core.data.validate_raw`.
 """
 from __future__ import annotations
 
+import ctypes
+import math
 from pathlib import Path
 
 import duckdb
@@ -17,7 +19,7 @@ from lrl_pipeline.storage.database import LRLDatabase, transaction
 
 __all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_tables", "count_raw_rows",
            "write_raw_tables", "table_exists", "arrow_to_pandas", "experiment_ids", "raw_arms",
-           "attach_parquet_sources"]
+           "attach_parquet_sources", "drop_cached_pages"]
 
 RAW_TABLES = ("unit_features", "experiments", "exposures", "outcomes")
 """Table names in schema ``raw``, in the order ``validate_raw`` takes them."""
@@ -80,13 +82,71 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     return bool(found[0][0])
 
 
+_BINARY_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def drop_cached_pages(con: duckdb.DuckDBPyConnection) -> None:
+    """Evict the table pages DuckDB keeps cached after a scan, keeping its memory limit, and hand
+    the freed heap memory back to the OS (see :func:`_trim_heap`).
+
+    DuckDB's buffer pool holds the pages a scan read until its ``memory_limit``
+    (1 GB in :data:`~lrl_pipeline.storage.database.DEFAULT_CONFIG`) needs the room: after
+    reading ``raw.unit_features`` that is 0.9 GB beside the frame just read, for
+    nothing (the frame has the values). Setting the limit to zero evicts them;
+    the limit is then set back, rounded up to a whole KiB, as DuckDB shows it. DuckDB refuses
+    the zero limit when a few pages are pinned, after evicting the others. Safe inside a transaction.
+    A limit it cannot show exactly in KiB (none, or PiB) leaves the cache alone.
+    """
+    shown = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    number, _, unit = str(shown).partition(" ")
+    if unit not in _BINARY_UNITS:
+        return
+    kib = max(1, math.ceil(float(number) * _BINARY_UNITS[unit] / 1024))
+    # A cursor of its own: the refusal (an error) then aborts nothing of ``con``'s open transaction.
+    cursor = con.cursor()
+    try:
+        cursor.execute("SET memory_limit='0KiB'")
+    except duckdb.OutOfMemoryException:
+        pass  # what is pinned stays (an open transaction's pages, say); the rest was evicted
+    finally:
+        cursor.execute(f"SET memory_limit='{kib}KiB'")
+        cursor.close()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free memory back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
+
+    DuckDB allocates the Arrow buffers of a result with ``malloc`` in chunks small
+    enough for the heap, and glibc keeps freed heap memory for reuse: a dropped
+    frame of 3 GB of features stays resident until trimmed.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def read_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
-    """One raw table as an Arrow-backed DataFrame (NULL is ``pd.NA``); ``name`` is one of :data:`RAW_TABLES`."""
+    """One raw table as an Arrow-backed DataFrame (NULL is ``pd.NA``); ``name`` is one of :data:`RAW_TABLES`.
+
+    DuckDB's cached pages of the table are evicted after the read (:func:`drop_cached_pages`).
+    """
     if name not in _SELECT:
         raise ValueError(f"unknown raw table {name!r}; expected one of {RAW_TABLES}")
     if not table_exists(con, "raw", name):
         raise LookupError(f"table raw.{name} does not exist: load the raw tables first (e.g. `lrl demo`)")
-    return arrow_to_pandas(con.sql(_SELECT[name]).to_arrow_table())
+    frame = arrow_to_pandas(con.sql(_SELECT[name]).to_arrow_table())
+    drop_cached_pages(con)
+    return frame
 
 
 def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -21,7 +21,7 @@ from lrl_pipeline.storage.raw import arrow_to_pandas, table_exists
 
 __all__ = [
     "FIXED_TABLES", "VALID_TABLES", "ensure_schema", "replace_table", "replace_table_with", "insert_rows", "read_table", "registered",
-    "quarantine_rows", "utc_now",
+    "quarantine_rows", "utc_now", "kept_whole", "copy_raw_table",
 ]
 
 FIXED_TABLES = {
@@ -128,6 +128,33 @@ def replace_table_with(con: duckdb.DuckDBPyConnection, name: str, relation: duck
     con.execute(f"DROP TABLE IF EXISTS pipeline.{name}")
     relation.create(f"pipeline.{name}")
     return con.execute(f"SELECT count(*) FROM pipeline.{name}").fetchall()[0][0]
+
+
+# DuckDB types whose trip through Arrow and pandas (``read_raw_table`` then ``replace_table``) gives
+# back the same type and values: for these, a raw table that validation kept whole can be copied
+# inside DuckDB instead.
+_ROUND_TRIP_TYPES = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
+                     "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "VARCHAR"}
+_COPY_RAW = {name: f"CREATE OR REPLACE TABLE pipeline.valid_{name} AS SELECT * FROM raw.{name}"
+             for name in VALID_TABLES}
+
+
+def kept_whole(con: duckdb.DuckDBPyConnection, name: str, valid: pd.DataFrame, rows_in: int) -> bool:
+    """Whether ``valid``, the valid part of ``raw.<name>``, is all of it: every row and every column,
+    of types that :func:`copy_raw_table` copies unchanged."""
+    if name not in _COPY_RAW or len(valid) != rows_in:
+        return False
+    relation = con.table(f"raw.{name}")
+    return (list(valid.columns) == list(relation.columns)
+            and all(str(kind) in _ROUND_TRIP_TYPES for kind in relation.types))
+
+
+def copy_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    """``pipeline.valid_<name>`` := ``raw.<name>``, copied inside DuckDB (for a table validation kept
+    whole, see :func:`kept_whole`: the same rows, columns, types and values as writing its frame,
+    without holding the frame while DuckDB writes); returns the row count."""
+    con.execute(_COPY_RAW[name])
+    return con.execute(f"SELECT count(*) FROM pipeline.valid_{name}").fetchall()[0][0]
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, name: str, rows: pd.DataFrame | pa.Table) -> int:
