@@ -44,7 +44,9 @@ validation rows per arm a raw mean is mostly noise, and a floor at the
 metric's mean (the earlier rule) made every ceiling at least twice that
 mean, biased upwards by the noise of the arms above it (the paper's world at
 25 units per arm, about 2.5 validation rows per arm: ceiling 1.8x the true
-squared error, coverage 0.989).
+squared error, coverage 0.989; shrunk, 0.980). What stays in the ceiling is
+the outcome noise, counted twice, which one outcome per unit cannot tell
+from the fit's error.
 
 What it cannot see: a bias shared by the full fit and every refit (a
 systematically too smooth extractor, an effect the features cannot express),
