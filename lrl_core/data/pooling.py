@@ -11,10 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 
-from .columns import column_as_float
-from .ids import CONTROL, _factorize_text_ids, _locate, _unit_ids_of_tables
+from .columns import _at, column_as_float
+from .ids import CONTROL, _factorize_text_ids, _Ids, _locate, _unit_ids_of_tables
 from .validation import ValidationResult
+
+PIVOT_CHUNK_ROWS = 1 << 20
+"""Outcome rows whose keys :func:`_pivot_outcomes` computes at a time."""
+
 
 @dataclass
 class PooledData:
@@ -126,19 +131,8 @@ def build_pooled_data(valid: ValidationResult) -> PooledData:
         raise ValueError("an experiment has no control arm: validate with validate_raw first")
     row_arm = pd.Index(pairs).get_indexer(row_exp * n_arm_values + arm_ids.codes)
 
-    metric_ids = _factorize_text_ids(outcomes["metric"])
-    metrics = sorted(metric_ids.uniques.tolist())
-    out_metric = _locate(metric_ids, pd.Index(metrics))
-    out_key = _locate(unit_ids["outcomes"], unit_index) * max(len(experiments), 1) + _locate(
-        _factorize_text_ids(outcomes["experiment_id"]), experiment_index)
-    row_key = pd.Index(row_unit * max(len(experiments), 1) + row_exp)
-    if not row_key.is_unique:
-        raise ValueError("a unit is exposed twice in one experiment: validate with validate_raw first")
-    out_row = row_key.get_indexer(out_key)
-    if (out_row < 0).any():
-        raise ValueError("outcomes of unexposed units: validate with validate_raw first")
-    Y = np.full((len(row_unit), len(metrics)), np.nan)
-    Y[out_row, out_metric] = column_as_float(pd.to_numeric(outcomes["value"]))[0]
+    metrics, Y = _pivot_outcomes(outcomes, unit_ids["outcomes"], unit_index, experiment_index,
+                                 row_unit * max(len(experiments), 1) + row_exp)
 
     return PooledData(
         unit_ids=unit_ids_array,
@@ -153,3 +147,43 @@ def build_pooled_data(valid: ValidationResult) -> PooledData:
         control_arm=control_arm,
         metrics=metrics,
     )
+
+
+def _pivot_outcomes(outcomes: pd.DataFrame, out_units: _Ids, unit_index: pd.Index, experiment_index: pd.Index,
+                    row_keys: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``(metrics, Y)``: the long outcomes pivoted onto the rows whose key (unit index x experiments +
+    experiment index) is ``row_keys``; metrics sorted by name, ``Y (rows, J)`` float64, NaN where
+    not reported.
+
+    Outcomes come by the tens of millions: the int64 keys of every outcome row, and their row
+    and metric positions, are computed :data:`PIVOT_CHUNK_ROWS` rows at a time (only each row's
+    position is kept, as int32 when it fits), with the same values and errors as whole columns.
+    """
+    n_experiments = max(len(experiment_index), 1)
+    metric_ids = _factorize_text_ids(outcomes["metric"])
+    metrics = sorted(metric_ids.uniques.tolist())
+    metric_of = pd.Index(metrics).get_indexer(metric_ids.uniques)
+    unit_of = unit_index.get_indexer(out_units.uniques)
+    exp_ids = _factorize_text_ids(outcomes["experiment_id"])
+    experiment_of = experiment_index.get_indexer(exp_ids.uniques)
+    row_key = pd.Index(row_keys)
+    if not row_key.is_unique:
+        raise ValueError("a unit is exposed twice in one experiment: validate with validate_raw first")
+    n = len(outcomes)
+    out_row = np.empty(n, dtype=np.int32 if len(row_keys) <= np.iinfo(np.int32).max else np.int64)
+    for start in range(0, n, PIVOT_CHUNK_ROWS):
+        part = slice(start, start + PIVOT_CHUNK_ROWS)
+        key = _at(unit_of, out_units.codes[part], -1) * n_experiments + _at(experiment_of, exp_ids.codes[part], -1)
+        out_row[part] = found = row_key.get_indexer(key)
+        if (found < 0).any():
+            raise ValueError("outcomes of unexposed units: validate with validate_raw first")
+    del row_key, exp_ids
+    values = outcomes["value"]
+    if not ptypes.is_numeric_dtype(values.dtype):
+        values = pd.to_numeric(values)  # whole: what it infers (and refuses) depends on every value
+    Y = np.full((len(row_keys), len(metrics)), np.nan)
+    for start in range(0, n, PIVOT_CHUNK_ROWS):
+        part = slice(start, start + PIVOT_CHUNK_ROWS)
+        Y[out_row[part], _at(metric_of, metric_ids.codes[part], -1)] = column_as_float(
+            pd.to_numeric(values.iloc[part]))[0]
+    return metrics, Y

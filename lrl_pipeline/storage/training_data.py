@@ -11,12 +11,19 @@ import pyarrow as pa
 
 from lrl_core.data import QUARANTINE_COLUMNS, PooledData, ValidationResult, build_pooled_data, split_by_unit
 from lrl_pipeline.paths import train_memory_bytes
-from lrl_pipeline.storage.raw import arrow_to_pandas
+from lrl_pipeline.storage.raw import arrow_to_pandas, drop_cached_pages
 from lrl_pipeline.storage.tables import read_table
 
 __all__ = ["load_validated", "load_pooled"]
 
-PREPARED_BATCH_ROWS = 262_144
+PREPARED_BATCH_ROWS = 122_880
+"""Rows of the prepared matrix read by one query: one DuckDB row group (its default size), so no
+compressed segment is read twice; at most :data:`PREPARED_BATCH_BYTES` of float32 (see
+:func:`_prepared_matrix`)."""
+PREPARED_BATCH_BYTES = 128 * 2**20
+"""The most float32 bytes of the prepared matrix one query reads (wide tables: fewer rows)."""
+_PREPARED_ROWIDS = "SELECT min(rowid), max(rowid) FROM pipeline.unit_features"
+_PREPARED_RANGE = "SELECT * FROM pipeline.unit_features WHERE rowid >= $first AND rowid < $end"
 
 # Experiments launched since the retrain have valid rows too (validated by their partition runs),
 # but the model is trained and evaluated on the retrain's examples only.
@@ -59,18 +66,26 @@ def load_pooled(con: duckdb.DuckDBPyConnection,
     order and ``split (n,)`` int8 per unit (0 train, 1 validation, 2 test).
     """
     unit_ids = con.sql("SELECT unit_id FROM pipeline.unit_features").to_arrow_table()
-    examples = read_table(con, "training_examples")
-    # Pooled first: its temporaries (millions of outcome rows) are gone before the matrix arrives.
-    pooled = build_pooled_data(ValidationResult(
+    examples = read_table(con, "training_examples")[["unit_id", "experiment_id", "arm"]]
+    valid = ValidationResult(
         unit_features=arrow_to_pandas(unit_ids),
         experiments=arrow_to_pandas(con.sql(_TRAINED_OF["experiments"]).to_arrow_table()),
-        exposures=examples[["unit_id", "experiment_id", "arm"]],
+        exposures=examples,
         outcomes=arrow_to_pandas(con.sql(_TRAINED_OF["outcomes"]).to_arrow_table()),
         quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS),
-    ))
+    )
     del examples
+    drop_cached_pages(con)  # the pages of the tables just read: the frames hold their values
+    # Pooled first: its temporaries (millions of outcome rows) are gone before the matrix arrives,
+    # and so are the split's (a str per unit). Arrow's allocator keeps the pages of the frames and
+    # of its hash tables for reuse, the C heap those of DuckDB's results: both are handed back.
+    pooled = build_pooled_data(valid)
+    del valid
+    split = split_by_unit(pooled.unit_ids)
+    pa.default_memory_pool().release_unused()
+    drop_cached_pages(con)
     budget = memory_bytes if memory_bytes is not None else train_memory_bytes()
-    return pooled, _prepared_matrix(con, unit_ids.column(0), budget), split_by_unit(pooled.unit_ids)
+    return pooled, _prepared_matrix(con, unit_ids.column(0), budget), split
 
 
 def _matrix_storage(shape: tuple[int, int], budget: int | None) -> np.ndarray:
@@ -103,18 +118,36 @@ def _prepared_matrix(con: duckdb.DuckDBPyConnection, unit_ids: pa.ChunkedArray,
     column to float64. Each batch's ``unit_id`` must match ``unit_ids``, the
     order the caller pooled the rows in. Past ``budget`` bytes the matrix is a memory-mapped
     file (:func:`_matrix_storage`).
+
+    The table is read in rowid ranges (:data:`PREPARED_BATCH_ROWS`), one query each, in the
+    order one scan gives (rowids may have gaps). DuckDB keeps every page a scan reads cached up
+    to its memory limit (1 GB beside the matrix, at any scale), so the pages are evicted after
+    each range (:func:`~lrl_pipeline.storage.raw.drop_cached_pages`); that cannot be done during
+    one streamed scan, whose worker threads may be pinning pages at that moment.
     """
     n = len(unit_ids)
-    reader = con.sql("SELECT * FROM pipeline.unit_features").to_arrow_reader(PREPARED_BATCH_ROWS)
-    X = _matrix_storage((n, len(reader.schema) - 1), budget)
+    first, last = con.execute(_PREPARED_ROWIDS).fetchall()[0]
+    p = len(con.sql("SELECT * FROM pipeline.unit_features").columns) - 1
+    X = _matrix_storage((n, p), budget)
+    rows = max(1, min(PREPARED_BATCH_ROWS, PREPARED_BATCH_BYTES // (4 * max(p, 1))))
     start = 0
+    for lower in range(0 if first is None else first, 0 if last is None else last + 1, rows):
+        start = _fill_range(con.sql(_PREPARED_RANGE, params={"first": lower, "end": lower + rows})
+                            .to_arrow_reader(rows), unit_ids, X, start)
+        drop_cached_pages(con)
+    if start != n:
+        raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
+    return X
+
+
+def _fill_range(reader: pa.RecordBatchReader, unit_ids: pa.ChunkedArray, X: np.ndarray, start: int) -> int:
+    """Copy the batches of ``reader`` into ``X`` from row ``start`` on; the next row. Nothing of them
+    outlives the call."""
     for batch in reader:
         expected = unit_ids.slice(start, batch.num_rows)
-        if start + batch.num_rows > n or not pa.chunked_array([batch.column(0)]).equals(expected):
+        if start + batch.num_rows > len(unit_ids) or not pa.chunked_array([batch.column(0)]).equals(expected):
             raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
         for j, column in enumerate(batch.columns[1:]):
             X[start:start + batch.num_rows, j] = column.to_numpy()
         start += batch.num_rows
-    if start != n:
-        raise RuntimeError("pipeline.unit_features changed while it was read: rerun the retrain")
-    return X
+    return start

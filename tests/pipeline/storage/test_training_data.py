@@ -80,3 +80,41 @@ def test_a_matrix_past_the_memory_budget_is_memory_mapped_with_the_same_values(p
         monkeypatch.setenv("LRL_TRAIN_MEMORY", bad)
         with pytest.raises(ValueError, match="LRL_TRAIN_MEMORY must be a size"):
             paths.train_memory_bytes()
+
+
+def test_load_pooled_equals_the_whole_tables_read_at_once(pipeline, monkeypatch):
+    # load_pooled reads the matrix in rowid ranges, evicting DuckDB's pages after each, and pools
+    # the outcomes chunk by chunk: every value must be what whole-table reads give. Rows moved to
+    # the end of the table leave rowid gaps and a new order, which the ranges must follow.
+    import pandas as pd
+
+    from lrl_core.data import QUARANTINE_COLUMNS, ValidationResult, build_pooled_data, split_by_unit
+    from lrl_core.data import pooling
+
+    with LRLDatabase(database=str(pipeline.db)).connect() as con:
+        con.execute("CREATE TEMP TABLE moved AS SELECT * FROM pipeline.unit_features WHERE unit_id % 3 = 1")
+        con.execute("DELETE FROM pipeline.unit_features WHERE unit_id % 3 = 1")
+        con.execute("INSERT INTO pipeline.unit_features SELECT * FROM moved")
+        prepared = training_data.read_table(con, "unit_features")
+        examples = training_data.read_table(con, "training_examples")
+        expected = build_pooled_data(ValidationResult(
+            unit_features=prepared[["unit_id"]],
+            experiments=training_data.arrow_to_pandas(
+                con.sql(training_data._TRAINED_OF["experiments"]).to_arrow_table()),
+            exposures=examples[["unit_id", "experiment_id", "arm"]],
+            outcomes=training_data.arrow_to_pandas(con.sql(training_data._TRAINED_OF["outcomes"]).to_arrow_table()),
+            quarantine=pd.DataFrame(columns=QUARANTINE_COLUMNS)))
+        monkeypatch.setattr(training_data, "PREPARED_BATCH_ROWS", 7)
+        monkeypatch.setattr(pooling, "PIVOT_CHUNK_ROWS", 13)
+        pooled, X, split = training_data.load_pooled(con)
+        gaps = con.execute("SELECT max(rowid) + 1 - count(*) FROM pipeline.unit_features").fetchall()[0][0]
+    assert gaps > 0 and pooled.n_units > 7 * 5 and expected.Y.shape[0] > 13 * 5
+    assert X.dtype == np.float32 and split.dtype == np.int8
+    np.testing.assert_array_equal(X, prepared.drop(columns="unit_id").to_numpy(dtype=np.float32))
+    np.testing.assert_array_equal(pooled.unit_ids, prepared["unit_id"].to_numpy())
+    np.testing.assert_array_equal(split, split_by_unit(expected.unit_ids))
+    for field in ("unit_ids", "row_unit", "row_arm", "Y", "arm_experiment", "control_arm", "features"):
+        np.testing.assert_array_equal(getattr(pooled, field), getattr(expected, field))
+    assert (pooled.experiments, pooled.arm_names, pooled.metrics) == (
+        expected.experiments, expected.arm_names, expected.metrics)
+    assert np.isfinite(pooled.Y).any()
