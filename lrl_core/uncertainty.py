@@ -184,6 +184,6 @@ def shrunk_means(sums: np.ndarray, sums_of_squares: np.ndarray, counts: np.ndarr
     noise = np.full(counts.shape, np.inf)
     noise[seen] = max(within, 0.0) / counts[seen]
     spread = max(float(np.mean((means[seen] - grand) ** 2 - noise[seen])), 0.0)
-    with np.errstate(invalid="ignore"):
-        weight = np.where(seen, spread / (spread + noise), 0.0) if spread > 0 else np.zeros(counts.shape)
-    return grand + np.nan_to_num(weight) * (means - grand)
+    # A group without values has infinite noise, so weight 0: the grand mean.
+    weight = spread / (spread + noise) if spread > 0 else np.zeros(counts.shape)
+    return grand + weight * (means - grand)
