@@ -35,6 +35,7 @@ from .distributed import DataParallel
 from .metrics import location_scale
 from .model import LowRankNet
 from .selection import candidate_configs, successive_halving
+from .memory import trim_heap
 from .trial import SMALL_STEP_MACS, _Batches, _Trial, device_features, lay_out_batches, patience_epochs
 from .uncertainty import jackknife_cate_variance, validation_ceiling
 
@@ -157,7 +158,8 @@ class LRLearner:
 
         # Rows with nothing observed carry no information: leave them out.
         keep = np.isfinite(Y).any(axis=1)
-        units, arms, Y = units[keep], arms[keep], Y[keep]
+        if not keep.all():
+            units, arms, Y = units[keep], arms[keep], Y[keep]
         if not units.size:
             raise ValueError("no observed outcome in the training rows")
         self.y_mean_, self.y_scale_ = location_scale(Y)
@@ -201,6 +203,9 @@ class LRLearner:
         self.history_, self.best_epoch_, self.n_epochs_ = winner.history, winner.best_epoch, winner.epochs
         self.cate_var_, self.extractor_var_ = np.full((n_arms, n_metrics), np.nan), np.zeros(n_metrics)
         self.search_seconds_ = time.perf_counter() - started
+        # The search's batches and candidates are done with: the jackknife's refits lay out their own.
+        del trials, train, val, winner, features, buffer
+        trim_heap()
         if controls is not None and cfg.interval_refits > 0:
             refit_config = self.config_.replace(interval_refits=0, max_epochs=self.n_epochs_, progress=False)
 

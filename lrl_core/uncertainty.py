@@ -64,6 +64,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .memory import trim_heap
+
 __all__ = ["JackknifeResult", "jackknife_cate_variance", "shrunk_means", "validation_ceiling"]
 
 
@@ -110,17 +112,28 @@ def jackknife_cate_variance(
 
     # The units each arm's CATE is averaged over: those of its experiment (any of its arms).
     per_arm_units = {g: np.unique(units[np.isin(arms, np.flatnonzero(controls == controls[g]))]) for g in treated}
-    estimates = []
+    J = learner.n_metrics_
+    # Welford over the refits, one unit's CATE at a time: only the running mean is kept per unit (at
+    # the paper's scale one refit's CATEs are 212 MB), the squared deviations summed over units at once.
+    mean = {g: None for g, u in per_arm_units.items() if u.size}
+    deviation = np.zeros((n_arms, J))
     for i in range(n_refits):
         model = refit(unit_group[units] != i)
-        estimates.append({g: model.predict_cate(X[u], [g], [controls[g]])[:, 0] for g, u in per_arm_units.items()})
-    J = learner.n_metrics_
+        for g in mean:
+            u = per_arm_units[g]
+            tau = model.predict_cate(X[u], [g], [controls[g]])[:, 0]
+            if mean[g] is None:
+                mean[g] = tau
+                continue
+            updated = mean[g] + (tau - mean[g]) / (i + 1)
+            deviation[g] += ((tau - mean[g]) * (tau - updated)).mean(axis=0)
+            mean[g] = updated
+        del model
+        trim_heap()  # the refit's rows and batches: the next refit's peak would stack on them
     cate_var = np.full((n_arms, J), np.nan)
     factor = (n_groups - 1) ** 2 / n_groups / (n_refits - 1)
-    for g, u in per_arm_units.items():
-        if u.size:
-            taus = np.stack([est[g] for est in estimates])  # (m, n_g, J)
-            cate_var[g] = factor * ((taus - taus.mean(axis=0)) ** 2).sum(axis=0).mean(axis=0)
+    measured = list(mean)
+    cate_var[measured] = factor * deviation[measured]
     if ceiling is not None:
         cate_var = np.where(np.isfinite(ceiling), np.fmin(cate_var, ceiling), cate_var)
     # ||w||^2 of each arm's CATE coefficients on v, in original units.

@@ -6,7 +6,6 @@ input) stay distinct all the way into :func:`lrl_core.data.validate_raw`.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lrl_core.data.validation import REQUIRED_COLUMNS
+from lrl_core.memory import trim_heap
 from lrl_pipeline.storage.database import LRLDatabase, transaction
 
 __all__ = ["RAW_TABLES", "read_raw_tables", "read_raw_table", "read_experiment_tables", "count_raw_rows",
@@ -87,7 +87,7 @@ _BINARY_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2*
 
 def drop_cached_pages(con: duckdb.DuckDBPyConnection) -> None:
     """Evict the table pages DuckDB keeps cached after a scan, keeping its memory limit, and hand
-    the freed heap memory back to the OS (see :func:`_trim_heap`).
+    the freed heap memory back to the OS (see :func:`lrl_core.memory.trim_heap`).
 
     DuckDB's buffer pool holds the pages a scan read until its ``memory_limit``
     (1 GB in :data:`~lrl_pipeline.storage.database.DEFAULT_CONFIG`) needs the room: after
@@ -111,28 +111,7 @@ def drop_cached_pages(con: duckdb.DuckDBPyConnection) -> None:
     finally:
         cursor.execute(f"SET memory_limit='{kib}KiB'")
         cursor.close()
-    _trim_heap()
-
-
-def _trim_heap() -> None:
-    """Hand the C heap's free memory back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
-
-    DuckDB allocates the Arrow buffers of a result with ``malloc`` in chunks small
-    enough for the heap, and glibc keeps freed heap memory for reuse: a dropped
-    frame of 3 GB of features stays resident until trimmed.
-    """
-    global _LIBC
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = None
+    trim_heap()
 
 
 def read_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:

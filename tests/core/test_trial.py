@@ -110,3 +110,33 @@ def test_each_batch_gathers_its_feature_rows_in_ascending_order_with_their_page_
         torch.testing.assert_close(paged, net.outcomes(v, batch_arms))
         expected_y = torch.from_numpy(Y[[row_of_unit[u] for u in rows]].astype(np.float32))
         torch.testing.assert_close(data.y[s:e], expected_y)
+
+
+def test_laying_out_in_pieces_gives_the_layout_of_one_piece(monkeypatch):
+    import torch
+
+    import lrl_core.trial as trial
+
+    rng = np.random.default_rng(6)
+    n_units, n_arms, batch, r = 500, 9, 32, 450
+    units, arms = rng.integers(0, n_units, size=r), rng.integers(0, n_arms, size=r)
+    Y = rng.standard_normal((r, 3))
+    Y[rng.random((r, 3)) < 0.2] = np.nan
+    order = rng.permutation(r)
+
+    def layout(rows_at_a_time: int):
+        monkeypatch.setattr(trial, "LAYOUT_ROWS", rows_at_a_time)
+        return trial.lay_out_batches(torch.zeros(n_units, 4), torch.empty(batch, 4), units, arms, Y, order, batch,
+                                     n_arms, np.full(3, 0.5), np.full(3, 2.0), torch.device("cpu"))
+
+    whole, pieces = layout(10 * r), layout(3 * batch + 5)  # pieces of 3 batches; the last one short
+    for name in ("rows", "y", "mask", "slots"):
+        torch.testing.assert_close(getattr(pieces, name), getattr(whole, name))
+    assert whole.page_rows == pieces.page_rows and whole.bounds == pieces.bounds
+    assert whole.observed == pieces.observed and whole.n_observed == pieces.n_observed
+    # Pages past a batch's own are padding: the pieces may pad less, never differently.
+    width = whole.page_arms.shape[1]
+    assert pieces.page_arms.shape[1] <= width
+    torch.testing.assert_close(pieces.page_arms, whole.page_arms[:, : pieces.page_arms.shape[1]])
+    assert not whole.page_arms[:, pieces.page_arms.shape[1]:].any()
+    assert torch.allclose(whole.y[whole.mask == 0], torch.zeros(())) and (whole.mask == 0).any()

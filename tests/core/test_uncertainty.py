@@ -87,3 +87,42 @@ def test_jackknife_of_a_mean_effect_is_unbiased_for_its_variance():
     assert np.isnan(result.cate_var[0]).all()  # the control has no effect
     # 2000 draws of a 4-dof estimate: the mean is within about 2% of its expectation.
     assert abs(np.mean(estimates) / 0.02 - 1) < 0.06
+
+
+class _UnitEffects(_MeanEffect):
+    """A different CATE for every unit and metric, drawn afresh by every refit."""
+
+    n_metrics_ = 2
+    y_scale_ = np.ones(2)
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def predict_cate(self, X, arms, controls):
+        return self.rng.normal(size=(len(X), 1, 2)) * (1 + np.arange(len(X)))[:, None, None]
+
+    class model_:  # noqa: N801
+        @staticmethod
+        def arm_weights():
+            import torch
+            return torch.arange(3.0).repeat_interleave(2).reshape(3, 2, 1)
+
+
+def test_jackknife_variance_is_the_delete_d_formula_over_the_refits_stacked():
+    # Arms 0 (control) and 1 of one experiment, arm 2 (its own control) of another; 4 refits.
+    units, arms, controls = np.arange(40), np.repeat([0, 1, 2], [15, 15, 10]), np.array([0, 0, 2])
+    draws, taus = np.random.default_rng(4), []
+
+    def refit(keep):
+        model = _UnitEffects(draws)
+        state = draws.bit_generator.state
+        taus.append(model.predict_cate(np.zeros((30, 1)), [1], [0])[:, 0])
+        draws.bit_generator.state = state  # the jackknife draws the same CATEs again
+        return model
+
+    result = jackknife_cate_variance(refit, _UnitEffects(draws), np.zeros((40, 1)), units, arms, controls,
+                                     n_refits=4, drop=0.25, seed=0)
+    stacked = np.stack(taus)  # (m, units of the experiment, J)
+    expected = (4 - 1) ** 2 / 4 / (4 - 1) * ((stacked - stacked.mean(axis=0)) ** 2).sum(axis=0).mean(axis=0)
+    np.testing.assert_allclose(result.cate_var[1], expected, rtol=1e-12)
+    assert np.isnan(result.cate_var[[0, 2]]).all()
