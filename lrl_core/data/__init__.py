@@ -14,16 +14,18 @@ from .columns import column_as_float, is_categorical_feature, level_text
 from .ids import CONTROL
 from .pooling import PooledData, build_pooled_data
 from .splits import SPLIT_NAMES, split_by_unit
-from .validation import ValidationResult, validate_raw
+from .validation import FeatureCheck, ValidationResult, check_unit_features, validate_raw
 from .verdicts import QUARANTINE_COLUMNS
 
 __all__ = [
     "CONTROL",
+    "FeatureCheck",
     "QUARANTINE_COLUMNS",
     "SPLIT_NAMES",
     "PooledData",
     "ValidationResult",
     "build_pooled_data",
+    "check_unit_features",
     "column_as_float",
     "is_categorical_feature",
     "level_text",

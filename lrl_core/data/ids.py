@@ -142,9 +142,10 @@ def _factorize_unit_ids(series: pd.Series, table: str) -> tuple[_Ids, str]:
     raise ValueError(f"{table}.unit_id must be BIGINT or VARCHAR, got values of type {inferred!r}")
 
 
-def _unit_ids_of_tables(tables: dict[str, pd.DataFrame]) -> dict[str, _Ids]:
-    """Factorise unit_id in every table and check that they share one type."""
-    ids, kinds = {}, {}
+def _unit_ids_of_tables(tables: dict[str, pd.DataFrame], known: dict[str, str] | None = None) -> dict[str, _Ids]:
+    """Factorise unit_id in every table and check that they share one type, also with the tables of
+    ``known`` (name -> kind of :func:`_factorize_unit_ids`, factorised before)."""
+    ids, kinds = {}, dict(known or {})
     for name, frame in tables.items():
         ids[name], kinds[name] = _factorize_unit_ids(frame["unit_id"], name)
     used = {k for k in kinds.values() if k != "empty"}
@@ -152,8 +153,8 @@ def _unit_ids_of_tables(tables: dict[str, pd.DataFrame]) -> dict[str, _Ids]:
         listed = ", ".join(f"{name}: {kind}" for name, kind in kinds.items())
         raise ValueError(f"unit_id must have the same type in every table, got {listed}")
     dtype = np.int64 if used == {"integer"} else object
-    for name, kind in kinds.items():
-        if kind == "empty":
+    for name in tables:
+        if kinds[name] == "empty":
             ids[name].uniques = ids[name].uniques.astype(dtype)
     return ids
 

@@ -16,7 +16,7 @@ from pandas.api import types as ptypes
 
 from .columns import _at, _duplicated, _is_numeric_feature, _take, column_as_float, is_categorical_feature
 from .group_rules import _drop_incomplete_experiments, _drop_small_arms, _flag_constant_metrics, _flag_far_outliers
-from .ids import _factorize_text_ids, _id_problems, _Ids, _locate, _unit_ids_of_tables
+from .ids import _factorize_text_ids, _factorize_unit_ids, _id_problems, _Ids, _locate, _unit_ids_of_tables
 from .verdicts import QUARANTINE_COLUMNS, _flag_bad_ids, _flag_bad_unit_ids, _Verdicts
 
 REQUIRED_COLUMNS = {
@@ -27,15 +27,15 @@ REQUIRED_COLUMNS = {
 }
 
 
-def _check_columns(tables: dict[str, pd.DataFrame]) -> None:
-    for name, required in REQUIRED_COLUMNS.items():
-        columns = list(tables[name].columns)
-        for column in required:
-            count = columns.count(column)
-            if count == 0:
-                raise ValueError(f"raw table {name!r} has no column {column!r} (required: {', '.join(required)})")
-            if count > 1:
-                raise ValueError(f"raw table {name!r} has {count} columns named {column!r}")
+def _check_columns(name: str, frame: pd.DataFrame) -> None:
+    columns = list(frame.columns)
+    required = REQUIRED_COLUMNS[name]
+    for column in required:
+        count = columns.count(column)
+        if count == 0:
+            raise ValueError(f"raw table {name!r} has no column {column!r} (required: {', '.join(required)})")
+        if count > 1:
+            raise ValueError(f"raw table {name!r} has {count} columns named {column!r}")
 
 
 @dataclass
@@ -45,10 +45,12 @@ class ValidationResult:
     ``quarantine`` has columns ``table, unit_id, experiment_id, metric, column,
     reason`` (str or None); ``table`` is one of ``unit_features``,
     ``experiments``, ``arms``, ``exposures``, ``outcomes``; ``column`` is set
-    only where a whole feature column was dropped.
+    only where a whole feature column was dropped. ``unit_features`` is None
+    when :func:`validate_raw` was given a :class:`FeatureCheck` that keeps the
+    whole table instead of the table itself.
     """
 
-    unit_features: pd.DataFrame
+    unit_features: pd.DataFrame | None
     experiments: pd.DataFrame
     exposures: pd.DataFrame
     outcomes: pd.DataFrame
@@ -66,16 +68,18 @@ class ValidationResult:
         for table in ("unit_features", "experiments", "arms", "exposures", "outcomes"):
             if table in self.rows_in:
                 parts.append({"table": table, "kind": "rows in", "reason": None, "count": self.rows_in[table]})
+                kept = getattr(self, table)
                 parts.append({"table": table, "kind": "rows kept", "reason": None,
-                              "count": len(getattr(self, table))})
+                              "count": self.rows_in[table] if kept is None else len(kept)})
             if table in counts.index.get_level_values(0):
                 parts.extend({"table": table, "kind": "quarantined", "reason": reason, "count": int(count)}
                              for reason, count in counts[table].items())
         return pd.DataFrame(parts, columns=["table", "kind", "reason", "count"])
 
 
-def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposures: pd.DataFrame,
-                 outcomes: pd.DataFrame, known_columns: Collection[str] = ()) -> ValidationResult:
+def validate_raw(unit_features: pd.DataFrame | None, experiments: pd.DataFrame, exposures: pd.DataFrame,
+                 outcomes: pd.DataFrame, known_columns: Collection[str] = (),
+                 features: FeatureCheck | None = None) -> ValidationResult:
     """Split the four raw tables into valid parts and a quarantine with reasons.
 
     Rules are applied table by table in dependency order (unit features,
@@ -88,25 +92,36 @@ def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposur
     unit_features : ``unit_id`` and feature columns, numeric or categorical (text, boolean,
         category), one row per unit. A categorical column with more than
         :data:`ID_LIKE_SHARE` of its values distinct (and over :data:`ID_LIKE_MIN_DISTINCT`) is an
-        id or free text, not a feature: left out with that reason.
+        id or free text, not a feature: left out with that reason. None when ``features``
+        is given and keeps the whole table (the result's ``unit_features`` is then None).
     experiments : ``experiment_id`` (+ any other columns), the registry.
     exposures : ``unit_id, experiment_id, arm``; ``arm == "control"`` is control.
     outcomes : ``unit_id, experiment_id, metric, value``, long form.
     known_columns : categorical columns a full validation already kept; validating a few new
         experiments' units, whose sample is too small to judge, keeps them without the id test.
+    features : :func:`check_unit_features` of ``unit_features``, when already run: a caller
+        that learns the feature table is kept whole can let it go before the other tables
+        are validated (at the paper's scale, 3 GB that need not sit beside the outcome rules).
 
     Raises
     ------
     ValueError
         If a required column is missing, or unit_id has different types in
-        different tables.
+        different tables, or ``unit_features`` is None while ``features`` drops part of it.
     """
-    tables = {"unit_features": unit_features, "experiments": experiments,
-              "exposures": exposures, "outcomes": outcomes}
-    _check_columns(tables)
-    units = _unit_ids_of_tables({k: v for k, v in tables.items() if k != "experiments"})
+    if features is None:
+        if unit_features is None:
+            raise ValueError("validate_raw needs the unit_features table or its check_unit_features")
+        features = check_unit_features(unit_features, known_columns)
+    elif unit_features is None and not features.keeps_all:
+        raise ValueError("check_unit_features drops rows or columns of unit_features: pass the table too")
+    others = {"experiments": experiments, "exposures": exposures, "outcomes": outcomes}
+    for name, frame in others.items():
+        _check_columns(name, frame)
+    units = _unit_ids_of_tables({"exposures": exposures, "outcomes": outcomes},
+                                known={"unit_features": features.unit_kind})
 
-    feat = _validate_unit_features(unit_features, units["unit_features"], set(known_columns))
+    feat = features
     reg = _validate_registry(experiments)
     expo = _validate_exposures(exposures, units["exposures"], feat, reg)
     outc = _validate_outcomes(outcomes, units["outcomes"], feat, reg, expo)
@@ -115,7 +130,7 @@ def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposur
 
     quarantine = pd.concat([
         feat.column_quarantine,
-        feat.verdicts.quarantine("unit_features", unit_ids=units["unit_features"]),
+        feat.verdicts.quarantine("unit_features", unit_ids=feat.unit_ids),
         reg.verdicts.quarantine("experiments", experiment_ids=reg.ids),
         arm_quarantine,
         expo.verdicts.quarantine("exposures", unit_ids=units["exposures"], experiment_ids=expo.experiment_ids),
@@ -123,13 +138,25 @@ def validate_raw(unit_features: pd.DataFrame, experiments: pd.DataFrame, exposur
                                  metrics=outc.metrics),
     ], ignore_index=True)
     return ValidationResult(
-        unit_features=_take(unit_features, np.flatnonzero(feat.verdicts.kept), feat.kept_columns),
+        unit_features=None if unit_features is None
+        else _take(unit_features, np.flatnonzero(feat.verdicts.kept), feat.kept_columns),
         experiments=_take(experiments, np.flatnonzero(reg.verdicts.kept)),
         exposures=_take(exposures, np.flatnonzero(expo.verdicts.kept)),
         outcomes=_take(outcomes, np.flatnonzero(outc.verdicts.kept)),
         quarantine=quarantine[QUARANTINE_COLUMNS].astype(object).where(quarantine.notna(), None),
-        rows_in={name: len(frame) for name, frame in tables.items()},
+        rows_in={"unit_features": feat.n_rows, **{name: len(frame) for name, frame in others.items()}},
     )
+
+
+def check_unit_features(unit_features: pd.DataFrame, known_columns: Collection[str] = ()) -> FeatureCheck:
+    """The feature table's own rules, the first step of :func:`validate_raw`: which rows and columns
+    it keeps, and why it drops the others (parameters as there).
+
+    ``ValueError`` when ``unit_id`` is missing or not BIGINT or VARCHAR.
+    """
+    _check_columns("unit_features", unit_features)
+    ids, kind = _factorize_unit_ids(unit_features["unit_id"], "unit_features")
+    return _validate_unit_features(unit_features, ids, kind, set(known_columns))
 
 
 ID_LIKE_SHARE = 0.5
@@ -150,16 +177,27 @@ def _id_like(name: str, series: pd.Series) -> str | None:
 
 
 @dataclass
-class _FeatureCheck:
+class FeatureCheck:
+    """What :func:`check_unit_features` decided about each row and column of the feature table."""
+
     verdicts: _Verdicts
     kept_columns: list[int]         # positions in the input frame, unit_id first
     column_quarantine: pd.DataFrame
+    unit_ids: _Ids                  # the table's factorised unit_id
+    unit_kind: str                  # "integer", "string" or "empty"
     unit_index: pd.Index            # distinct unit ids of the raw table
     unit_kept: np.ndarray           # (len(unit_index),) bool: has a valid row
     unit_problems: np.ndarray | None  # (len(unit_index),) invalid-id reason or None; None for integer ids
+    n_rows: int
+    n_columns: int
+
+    @property
+    def keeps_all(self) -> bool:
+        """Whether every row and every column of the table is valid."""
+        return bool(self.verdicts.kept.all()) and self.kept_columns == list(range(self.n_columns))
 
 
-def _validate_unit_features(frame: pd.DataFrame, ids: _Ids, known_columns: set[str]) -> _FeatureCheck:
+def _validate_unit_features(frame: pd.DataFrame, ids: _Ids, kind: str, known_columns: set[str]) -> FeatureCheck:
     verdicts = _Verdicts(len(frame))
     problems = _id_problems(ids.uniques, "unit_id") if ids.uniques.dtype == object else None
     _flag_bad_ids(verdicts, ids, "unit_id", problems)
@@ -197,8 +235,8 @@ def _validate_unit_features(frame: pd.DataFrame, ids: _Ids, known_columns: set[s
 
     unit_kept = np.zeros(len(ids.uniques), dtype=bool)
     unit_kept[ids.codes[verdicts.kept]] = True
-    return _FeatureCheck(verdicts, kept_columns, pd.DataFrame(dropped, columns=QUARANTINE_COLUMNS),
-                         pd.Index(ids.uniques), unit_kept, problems)
+    return FeatureCheck(verdicts, kept_columns, pd.DataFrame(dropped, columns=QUARANTINE_COLUMNS), ids, kind,
+                        pd.Index(ids.uniques), unit_kept, problems, len(frame), frame.shape[1])
 
 
 @dataclass
@@ -220,7 +258,7 @@ def _validate_registry(frame: pd.DataFrame) -> _RegistryCheck:
 
 
 def _flag_unit_and_experiment(verdicts: _Verdicts, unit_pos: np.ndarray, exp_pos: np.ndarray,
-                              feat: _FeatureCheck) -> None:
+                              feat: FeatureCheck) -> None:
     verdicts.flag(exp_pos < 0, "unknown experiment (not in the valid registry)")
     verdicts.flag(unit_pos < 0, "unit has no row in unit_features")
     verdicts.flag(~_at(feat.unit_kept, unit_pos, True), "unit quarantined in unit_features")
@@ -236,7 +274,7 @@ class _ExposureCheck:
     key_index: pd.Index
 
 
-def _validate_exposures(frame: pd.DataFrame, units: _Ids, feat: _FeatureCheck,
+def _validate_exposures(frame: pd.DataFrame, units: _Ids, feat: FeatureCheck,
                         reg: _RegistryCheck) -> _ExposureCheck:
     experiment_ids = _factorize_text_ids(frame["experiment_id"])
     arm_ids = _factorize_text_ids(frame["arm"])
@@ -277,7 +315,7 @@ class _OutcomeCheck:
     exp_pos: np.ndarray
 
 
-def _validate_outcomes(frame: pd.DataFrame, units: _Ids, feat: _FeatureCheck, reg: _RegistryCheck,
+def _validate_outcomes(frame: pd.DataFrame, units: _Ids, feat: FeatureCheck, reg: _RegistryCheck,
                        expo: _ExposureCheck) -> _OutcomeCheck:
     # The longest table (26.5M rows at the benchmark's scale 1, where each int64
     # array is 212 MB): per-row arrays are int32 where they index something small,

@@ -15,7 +15,7 @@ from .columns import _at
 from .ids import _id_problems, _Ids
 
 if TYPE_CHECKING:
-    from .validation import _FeatureCheck
+    from .validation import FeatureCheck
 
 
 QUARANTINE_COLUMNS = ["table", "unit_id", "experiment_id", "metric", "column", "reason"]
@@ -82,7 +82,7 @@ def _flag_bad_ids(verdicts: _Verdicts, ids: _Ids, column: str, problems: np.ndar
         verdicts.flag_each(pd.notna(problems), problems)
 
 
-def _flag_bad_unit_ids(verdicts: _Verdicts, units: _Ids, feat: "_FeatureCheck") -> np.ndarray:
+def _flag_bad_unit_ids(verdicts: _Verdicts, units: _Ids, feat: "FeatureCheck") -> np.ndarray:
     """Flag NULL and invalid unit ids of exposures / outcomes; return row -> position in unit_features.
 
     Ids also found in unit_features reuse its verdict, so only the strays are

@@ -10,9 +10,10 @@ import time
 
 import dagster as dg
 
-from lrl_core.data import validate_raw
+from lrl_core.data import check_unit_features, validate_raw
+from lrl_core.memory import trim_heap
 from lrl_pipeline.storage import (
-    RAW_TABLES, VALID_TABLES, ensure_schema, LRLDatabase, quarantine_rows, read_raw_tables,
+    RAW_TABLES, VALID_TABLES, ensure_schema, LRLDatabase, quarantine_rows, read_raw_table,
     record_validated_arms, replace_table, transaction, utc_now,
 )
 from lrl_pipeline.storage.raw import drop_cached_pages
@@ -52,7 +53,15 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
     """Validate the raw tables; replace pipeline.valid_* and pipeline.quarantine in one transaction."""
     with database.connect() as con:
         start = time.perf_counter()
-        result = validate_raw(**read_raw_tables(con))
+        features = read_raw_table(con, "unit_features")
+        check = check_unit_features(features)
+        if check.keeps_all and kept_whole(con, "unit_features", features, check.n_rows):
+            # Copied inside DuckDB below: the largest table need not sit beside the outcome rules.
+            del features
+            trim_heap()
+            features = None
+        result = validate_raw(features, *(read_raw_table(con, name) for name in RAW_TABLES[1:]), features=check)
+        del features
         seconds = time.perf_counter() - start
         # Only the counts stay: each valid frame is let go once written, and DuckDB's cached
         # pages with it, so the write never holds all four tables beside DuckDB's buffers.
@@ -64,7 +73,7 @@ def validated_tables(context: dg.AssetExecutionContext, database: LRLDatabase):
             rows = {}
             for name in VALID_TABLES:
                 frame = valid.pop(name)
-                if kept_whole(con, name, frame, rows_in[name]):
+                if frame is None or kept_whole(con, name, frame, rows_in[name]):
                     del frame  # shares the raw table's values: DuckDB copies them itself
                     drop_cached_pages(con)  # the frame's memory goes back before DuckDB fills its own
                     rows[name] = copy_raw_table(con, name)

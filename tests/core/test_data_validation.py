@@ -221,3 +221,41 @@ def test_a_text_column_with_a_value_per_unit_is_an_id_unless_a_full_validation_k
     # A few new experiments' units cannot judge a column the full validation kept.
     again = validate_raw(**tables, known_columns=["email"])
     assert "email" in again.unit_features.columns and again.quarantine["column"].isna().all()
+
+
+@pytest.mark.parametrize("id_kind", ["int", "arrow-str"])
+def test_a_feature_check_that_keeps_everything_stands_in_for_the_feature_table(id_kind):
+    from lrl_core.data import check_unit_features
+
+    tables = add_rows(clean_tables(id_kind), "outcomes", [(tables_unit(id_kind, 99), "e1", "m1", 1.0)])
+    check = check_unit_features(tables["unit_features"])
+    assert check.keeps_all
+    full = run(tables)
+    without = validate_raw(None, tables["experiments"], tables["exposures"], tables["outcomes"], features=check)
+    assert without.unit_features is None
+    pd.testing.assert_frame_equal(without.quarantine, full.quarantine)  # a stray outcome, named the same way
+    for name in ("experiments", "exposures", "outcomes"):
+        pd.testing.assert_frame_equal(getattr(without, name), getattr(full, name))
+    assert without.rows_in == full.rows_in
+    pd.testing.assert_frame_equal(without.summary(), full.summary())
+
+
+def tables_unit(id_kind: str, unit: int):
+    return f"ü{unit}" if id_kind.endswith("str") else unit
+
+
+def test_a_feature_check_that_drops_rows_or_columns_needs_the_table():
+    from lrl_core.data import check_unit_features
+
+    tables = clean_tables()
+    tables["unit_features"] = tables["unit_features"].assign(x1=[np.inf] + [1.0] * 11)
+    check = check_unit_features(tables["unit_features"])
+    assert not check.keeps_all  # the unit with an infinite feature is dropped
+    with pytest.raises(ValueError, match="pass the table too"):
+        validate_raw(None, tables["experiments"], tables["exposures"], tables["outcomes"], features=check)
+    with pytest.raises(ValueError, match="needs the unit_features table"):
+        validate_raw(None, tables["experiments"], tables["exposures"], tables["outcomes"])
+    result = validate_raw(tables["unit_features"], tables["experiments"], tables["exposures"], tables["outcomes"],
+                          features=check)
+    assert len(result.unit_features) == 11
+    assert quarantined(result, "unit_features") == quarantined(run(tables), "unit_features")
