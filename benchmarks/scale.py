@@ -63,6 +63,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -578,6 +579,19 @@ def _machine(device: str) -> str:
     return text
 
 
+def _revision() -> str:
+    """The checkout's commit, ``+changes`` when the tree differs from it: which code a result measured."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
 def _available_memory() -> int:
     """MemAvailable from /proc/meminfo (total physical memory elsewhere), bytes."""
     try:
@@ -806,13 +820,13 @@ def main(argv=None) -> None:
     text = (f"# benchmarks/scale.py --scale {args.scale:g} ({device})\n\n"
             f"- command: `{command.strip()}`\n"
             f"- date: {started:%Y-%m-%d %H:%M} (local), {(time.time() - t0) / 60:.1f} minutes in all\n"
-            f"- machine: {_machine(device)}\n\n" + table(results, per_arm) + "\n")
+            f"- machine: {_machine(device)}\n- code: {_revision()}\n\n" + table(results, per_arm) + "\n")
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"scale_{args.scale:g}_{device}"
     (args.out / f"{stem}.md").write_text(text)
     results["meta"] = {"command": command.strip(), "date": started.isoformat(timespec="seconds"),
-                       "machine": _machine(device), "scale": args.scale, "per_arm": per_arm,
+                       "machine": _machine(device), "code": _revision(), "scale": args.scale, "per_arm": per_arm,
                        "memory_limit_bytes": memory_limit}
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
     _log(t0, f"wrote {args.out / stem}.md and .json")

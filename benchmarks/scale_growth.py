@@ -40,6 +40,9 @@ def load(scales: list[str], folder: Path) -> pd.DataFrame:
         parts = summary["retrain_parts_s"]
         rows.append({
             "scale": float(scale), "date": found["meta"]["date"][:16],
+            # Which code, and how fast the machine was: runs on this shared machine differ up to 4x.
+            "code": found["meta"].get("code", "-"),
+            "matmul GFLOP/s": train.get("matmul_gflops", np.nan),
             "exposure rows": found["generate"]["n_rows"],
             **{f"{step} s": parts.get(step, np.nan) for step in STEPS},
             # The same steps at every scale (runs before 2026-12-01 had no effects step).
