@@ -11,6 +11,11 @@ log-log plot of seconds and peak memory against rows. Usage::
 
     python benchmarks/scale.py --scale 0.3      # once per scale (each writes its JSON)
     python benchmarks/scale_growth.py --scales 0.1,0.3,1
+
+Growth is only read within one series: the same code on a machine at the same speed (this shared
+machine's fp32 matmul rate has ranged 54-213 GFLOP/s between runs, so seconds from two days do not
+make one curve). ``--earlier DIR`` adds an older series (its own table, exponents and curves in the
+plot, drawn dashed) beside the current one.
 """
 from __future__ import annotations
 
@@ -70,42 +75,75 @@ def exponents(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plot(frame: pd.DataFrame, path: Path) -> None:
-    """Seconds (retrain, fit, XGBoost T-learners) and peak memory against rows, log-log, with a
-    line of slope 1 through the smallest scale for reference."""
-    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
+def plot(series: list[tuple[str, pd.DataFrame]], path: Path) -> None:
+    """Seconds (retrain, fit, XGBoost T-learners) and peak memory against rows, log-log, one set of
+    curves per series (the first solid, the others dashed), with a slope-1 line and the 2x-matrix
+    target for reference."""
+    fig = Figure(figsize=(11.0, 5.5), layout="constrained")
     time_ax, memory_ax = fig.subplots(1, 2)
-    rows = frame["exposure rows"].to_numpy(dtype=float)
-    for column, style in (("retrain s", "o-"), ("fit s", "s--"), ("XGBoost T s", "^:")):
-        time_ax.plot(rows, frame[column], style, label=column.removesuffix(" s"))
-    time_ax.plot(rows, frame["retrain s"].iloc[0] * rows / rows[0], color="#bbbbbb", lw=1, label="linear")
-    memory_ax.plot(rows, frame["peak GB"], "o-", label="peak RSS, largest step")
-    memory_ax.plot(rows, frame["matrix GB"], "s--", label="float32 feature matrix")
-    memory_ax.plot(rows, 2 * frame["matrix GB"], color="#bbbbbb", lw=1, label="2x the matrix (target)")
+    colours = {"retrain s": "C0", "fit s": "C1", "XGBoost T s": "C2", "peak GB": "C3"}
+    for k, (label, frame) in enumerate(series):
+        line = "-" if k == 0 else "--"
+        rows = frame["exposure rows"].to_numpy(dtype=float)
+        for column, marker in (("retrain s", "o"), ("fit s", "s"), ("XGBoost T s", "^")):
+            time_ax.plot(rows, frame[column], marker + line, color=colours[column],
+                         alpha=1.0 if k == 0 else 0.5, label=f"{column.removesuffix(' s')}, {label.split(' ')[0]}")
+        memory_ax.plot(rows, frame["peak GB"], "o" + line, color=colours["peak GB"],
+                       alpha=1.0 if k == 0 else 0.5, label=f"peak RSS, largest step, {label.split(' ')[0]}")
+    rows, first = series[0][1]["exposure rows"].to_numpy(dtype=float), series[0][1]
+    time_ax.plot(rows, first["retrain s"].iloc[0] * rows / rows[0], color="#bbbbbb", lw=1, label="linear")
+    every = pd.concat([frame for _, frame in series]).drop_duplicates("scale").sort_values("exposure rows")
+    memory_ax.plot(every["exposure rows"], every["matrix GB"], "s:", color="black", label="float32 feature matrix")
+    memory_ax.plot(every["exposure rows"], 2 * every["matrix GB"], color="#bbbbbb", lw=1,
+                   label="2x the matrix (target)")
     for ax, label in ((time_ax, "seconds"), (memory_ax, "GB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("exposure rows")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.suptitle("benchmarks/scale.py: cost against rows (2 CPUs)")
+        ax.legend(fontsize=8, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    fig.suptitle("benchmarks/scale.py: cost against rows (2 CPUs)\n"
+                 + "; ".join(label for label, _ in series), fontsize=10)
     fig.savefig(path, dpi=100, facecolor="white")
+
+
+def describe(label: str, frame: pd.DataFrame) -> str:
+    """A series' markdown: its table and, with two scales or more, the growth exponents."""
+    text = f"## {label}\n\n{frame.to_markdown(index=False, floatfmt='.3g')}\n"
+    if len(frame) > 1:
+        text += f"\n{exponents(frame).to_markdown(index=False, floatfmt='.2f')}\n"
+    return text
+
+
+def _label(frame: pd.DataFrame) -> str:
+    """A series' name from its runs: the dates and the machine's matmul rate."""
+    days = sorted({date[:10] for date in frame["date"]})
+    rate = frame["matmul GFLOP/s"]
+    return f"{' to '.join([days[0], days[-1]] if len(days) > 1 else days)}, matmul {rate.min():.0f}-{rate.max():.0f} GFLOP/s"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", default="0.1,0.3,1,2", help="comma-separated scales to read")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the scale_<S>_cpu.json files")
+    parser.add_argument("--earlier", type=Path, default=None,
+                        help="folder of an earlier series' scale_<S>_cpu.json files, shown beside the current")
     args = parser.parse_args(argv)
-    frame = load([s.strip() for s in args.scales.split(",") if s.strip()], args.results)
-    if frame.empty:
+    scales = [s.strip() for s in args.scales.split(",") if s.strip()]
+    series = [(label, frame) for label, frame in
+              (("current", load(scales, args.results)),
+               ("earlier", load(scales, args.earlier) if args.earlier else pd.DataFrame()))
+              if not frame.empty]
+    if not series:
         raise SystemExit("no scale results found")
-    table = frame.to_markdown(index=False, floatfmt=".3g")
-    growth = exponents(frame).to_markdown(index=False, floatfmt=".2f") if len(frame) > 1 else ""
-    plot(frame, args.results / "scale_growth.png")
-    text = (f"# Retrain cost against rows\n\n- command: `python benchmarks/scale_growth.py --scales {args.scales}`\n"
-            f"- plot: `scale_growth.png`\n\n{table}\n\n{growth}\n")
+    series = [(f"{name} ({_label(frame)})", frame) for name, frame in series]
+    plot(series, args.results / "scale_growth.png")
+    command = f"python benchmarks/scale_growth.py --scales {args.scales}"
+    if args.earlier:
+        command += f" --earlier {args.earlier.relative_to(args.results.parent) if args.earlier.is_relative_to(args.results.parent) else args.earlier}"
+    text = (f"# Retrain cost against rows\n\n- command: `{command}`\n- plot: `scale_growth.png`\n\n"
+            + "\n".join(describe(label, frame) for label, frame in series))
     (args.results / "scale_growth.md").write_text(text)
     print(text)
 

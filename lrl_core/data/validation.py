@@ -121,16 +121,15 @@ def validate_raw(unit_features: pd.DataFrame | None, experiments: pd.DataFrame, 
     units = _unit_ids_of_tables({"exposures": exposures, "outcomes": outcomes},
                                 known={"unit_features": features.unit_kind})
 
-    feat = features
     reg = _validate_registry(experiments)
-    expo = _validate_exposures(exposures, units["exposures"], feat, reg)
-    outc = _validate_outcomes(outcomes, units["outcomes"], feat, reg, expo)
+    expo = _validate_exposures(exposures, units["exposures"], features, reg)
+    outc = _validate_outcomes(outcomes, units["outcomes"], features, reg, expo)
     arm_quarantine = _drop_small_arms(expo, outc, reg)
     _drop_incomplete_experiments(expo, outc, reg)
 
     quarantine = pd.concat([
-        feat.column_quarantine,
-        feat.verdicts.quarantine("unit_features", unit_ids=feat.unit_ids),
+        features.column_quarantine,
+        features.verdicts.quarantine("unit_features", unit_ids=features.unit_ids),
         reg.verdicts.quarantine("experiments", experiment_ids=reg.ids),
         arm_quarantine,
         expo.verdicts.quarantine("exposures", unit_ids=units["exposures"], experiment_ids=expo.experiment_ids),
@@ -139,12 +138,12 @@ def validate_raw(unit_features: pd.DataFrame | None, experiments: pd.DataFrame, 
     ], ignore_index=True)
     return ValidationResult(
         unit_features=None if unit_features is None
-        else _take(unit_features, np.flatnonzero(feat.verdicts.kept), feat.kept_columns),
+        else _take(unit_features, np.flatnonzero(features.verdicts.kept), features.kept_columns),
         experiments=_take(experiments, np.flatnonzero(reg.verdicts.kept)),
         exposures=_take(exposures, np.flatnonzero(expo.verdicts.kept)),
         outcomes=_take(outcomes, np.flatnonzero(outc.verdicts.kept)),
         quarantine=quarantine[QUARANTINE_COLUMNS].astype(object).where(quarantine.notna(), None),
-        rows_in={"unit_features": feat.n_rows, **{name: len(frame) for name, frame in others.items()}},
+        rows_in={"unit_features": features.n_rows, **{name: len(frame) for name, frame in others.items()}},
     )
 
 
