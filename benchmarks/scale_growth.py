@@ -13,7 +13,7 @@ log-log plot of seconds and peak memory against rows. Usage::
     python benchmarks/scale_growth.py --scales 0.1,0.3,1
 
 Growth is only read within one series: the same code on a machine at the same speed (this shared
-machine's fp32 matmul rate has ranged 54-213 GFLOP/s between runs, so seconds from two days do not
+machine's fp32 matmul rate has ranged 54-214 GFLOP/s between runs, so seconds from two days do not
 make one curve). ``--earlier DIR`` adds an older series (its own table, exponents and curves in the
 plot, drawn dashed) beside the current one.
 """
@@ -82,14 +82,14 @@ def plot(series: list[tuple[str, pd.DataFrame]], path: Path) -> None:
     fig = Figure(figsize=(11.0, 5.5), layout="constrained")
     time_ax, memory_ax = fig.subplots(1, 2)
     colours = {"retrain s": "C0", "fit s": "C1", "XGBoost T s": "C2", "peak GB": "C3"}
-    for k, (label, frame) in enumerate(series):
+    for k, (name, frame) in enumerate(series):
         line = "-" if k == 0 else "--"
         rows = frame["exposure rows"].to_numpy(dtype=float)
         for column, marker in (("retrain s", "o"), ("fit s", "s"), ("XGBoost T s", "^")):
             time_ax.plot(rows, frame[column], marker + line, color=colours[column],
-                         alpha=1.0 if k == 0 else 0.5, label=f"{column.removesuffix(' s')}, {label.split(' ')[0]}")
+                         alpha=1.0 if k == 0 else 0.5, label=f"{column.removesuffix(' s')}, {name}")
         memory_ax.plot(rows, frame["peak GB"], "o" + line, color=colours["peak GB"],
-                       alpha=1.0 if k == 0 else 0.5, label=f"peak RSS, largest step, {label.split(' ')[0]}")
+                       alpha=1.0 if k == 0 else 0.5, label=f"peak RSS, largest step, {name}")
     rows, first = series[0][1]["exposure rows"].to_numpy(dtype=float), series[0][1]
     time_ax.plot(rows, first["retrain s"].iloc[0] * rows / rows[0], color="#bbbbbb", lw=1, label="linear")
     every = pd.concat([frame for _, frame in series]).drop_duplicates("scale").sort_values("exposure rows")
@@ -104,23 +104,24 @@ def plot(series: list[tuple[str, pd.DataFrame]], path: Path) -> None:
         ax.set_ylabel(label)
         ax.legend(fontsize=8, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.suptitle("benchmarks/scale.py: cost against rows (2 CPUs)\n"
-                 + "; ".join(label for label, _ in series), fontsize=10)
+                 + "; ".join(_label(name, frame) for name, frame in series), fontsize=10)
     fig.savefig(path, dpi=100, facecolor="white")
 
 
-def describe(label: str, frame: pd.DataFrame) -> str:
+def describe(name: str, frame: pd.DataFrame) -> str:
     """A series' markdown: its table and, with two scales or more, the growth exponents."""
-    text = f"## {label}\n\n{frame.to_markdown(index=False, floatfmt='.3g')}\n"
+    text = f"## {_label(name, frame)}\n\n{frame.to_markdown(index=False, floatfmt='.3g')}\n"
     if len(frame) > 1:
         text += f"\n{exponents(frame).to_markdown(index=False, floatfmt='.2f')}\n"
     return text
 
 
-def _label(frame: pd.DataFrame) -> str:
-    """A series' name from its runs: the dates and the machine's matmul rate."""
+def _label(name: str, frame: pd.DataFrame) -> str:
+    """A series' name with what its runs share: the dates and the machine's matmul rate."""
     days = sorted({date[:10] for date in frame["date"]})
     rate = frame["matmul GFLOP/s"]
-    return f"{' to '.join([days[0], days[-1]] if len(days) > 1 else days)}, matmul {rate.min():.0f}-{rate.max():.0f} GFLOP/s"
+    dates = " to ".join([days[0], days[-1]] if len(days) > 1 else days)
+    return f"{name} ({dates}, matmul {rate.min():.0f}-{rate.max():.0f} GFLOP/s)"
 
 
 def main(argv=None) -> None:
@@ -131,19 +132,18 @@ def main(argv=None) -> None:
                         help="folder of an earlier series' scale_<S>_cpu.json files, shown beside the current")
     args = parser.parse_args(argv)
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
-    series = [(label, frame) for label, frame in
+    series = [(name, frame) for name, frame in
               (("current", load(scales, args.results)),
                ("earlier", load(scales, args.earlier) if args.earlier else pd.DataFrame()))
               if not frame.empty]
     if not series:
         raise SystemExit("no scale results found")
-    series = [(f"{name} ({_label(frame)})", frame) for name, frame in series]
     plot(series, args.results / "scale_growth.png")
     command = f"python benchmarks/scale_growth.py --scales {args.scales}"
     if args.earlier:
-        command += f" --earlier {args.earlier.relative_to(args.results.parent) if args.earlier.is_relative_to(args.results.parent) else args.earlier}"
+        command += f" --earlier {args.earlier}"
     text = (f"# Retrain cost against rows\n\n- command: `{command}`\n- plot: `scale_growth.png`\n\n"
-            + "\n".join(describe(label, frame) for label, frame in series))
+            + "\n".join(describe(name, frame) for name, frame in series))
     (args.results / "scale_growth.md").write_text(text)
     print(text)
 
