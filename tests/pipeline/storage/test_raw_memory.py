@@ -40,7 +40,7 @@ def test_dropping_cached_pages_keeps_the_limit_and_an_open_transaction(tmp_path)
         with transaction(con):
             con.execute("CREATE SCHEMA IF NOT EXISTS pipeline")
             con.execute("CREATE TABLE pipeline.valid_outcomes AS SELECT * FROM raw.outcomes")
-            drop_cached_pages(con)  # DuckDB refuses the zero limit here, on a cursor of its own
+            drop_cached_pages(con)  # inside an open transaction: the eviction runs on a cursor of its own
             drop_cached_pages(con)
             assert con.execute("SELECT count(*) FROM pipeline.valid_outcomes").fetchall() == [(8,)]
         assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == limit
