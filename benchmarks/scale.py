@@ -817,16 +817,17 @@ def main(argv=None) -> None:
     results["summary"] = summarise({k: v for k, v in results.items() if k in STEPS})
     device = results.get("train", {}).get("device", args.device or "cpu").split(":")[0]
     command = "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    code = _revision()  # once: the .md and the .json name the same code
     text = (f"# benchmarks/scale.py --scale {args.scale:g} ({device})\n\n"
             f"- command: `{command.strip()}`\n"
             f"- date: {started:%Y-%m-%d %H:%M} (local), {(time.time() - t0) / 60:.1f} minutes in all\n"
-            f"- machine: {_machine(device)}\n- code: {_revision()}\n\n" + table(results, per_arm) + "\n")
+            f"- machine: {_machine(device)}\n- code: {code}\n\n" + table(results, per_arm) + "\n")
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"scale_{args.scale:g}_{device}"
     (args.out / f"{stem}.md").write_text(text)
     results["meta"] = {"command": command.strip(), "date": started.isoformat(timespec="seconds"),
-                       "machine": _machine(device), "code": _revision(), "scale": args.scale, "per_arm": per_arm,
+                       "machine": _machine(device), "code": code, "scale": args.scale, "per_arm": per_arm,
                        "memory_limit_bytes": memory_limit}
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
     _log(t0, f"wrote {args.out / stem}.md and .json")
